@@ -1,0 +1,36 @@
+#include "bind/util.h"
+#include "threadpool.h"
+
+namespace ng {
+
+static Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const CpuFeatures& f = cpu_features();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("avx2", f.avx2);
+  o.Set("fma", f.fma);
+  o.Set("avx512f", f.avx512f);
+  o.Set("threads", num_threads());
+  return o;
+}
+
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int64_t n = to_i64(info[0], "setNumThreads", "n");
+  if (n < 1 || n > 256) throw Error("setNumThreads: n must be in 1..256 (got " + std::to_string(n) + ")");
+  set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+static Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+// Cheapest possible crossing, for measuring N-API overhead per call.
+static Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
+
+void InitCore(Napi::Env env, Napi::Object exports) {
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
+  exports.Set("noop", Napi::Function::New(env, Noop));
+}
+
+}  // namespace ng

@@ -1,0 +1,95 @@
+// Elementwise exports. A view argument is three JS values: (typed array, element
+// offset, strides); every call also passes the common (output) shape.
+#include "bind/util.h"
+#include "cpu/elementwise.h"
+
+namespace ng {
+
+// binary(op, shape, out,o,os, a,ao,as, b,bo,bs)
+static Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const char* op = "binary";
+  int64_t code = to_i64(info[0], op, "op");
+  auto shape = to_i64_vec(info[1], op, "shape");
+  View out = view_at(info, 2, shape, op, "out");
+  View a = view_at(info, 5, shape, op, "a");
+  View b = view_at(info, 8, shape, op, "b");
+  binary(static_cast<BinaryOp>(code), a, b, out);
+  return info.Env().Undefined();
+}
+
+// binaryScalar(op, shape, out,o,os, a,ao,as, scalar, reverse)
+static Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
+  const char* op = "binaryScalar";
+  int64_t code = to_i64(info[0], op, "op");
+  auto shape = to_i64_vec(info[1], op, "shape");
+  View out = view_at(info, 2, shape, op, "out");
+  View a = view_at(info, 5, shape, op, "a");
+  binary_scalar(static_cast<BinaryOp>(code), a, to_f64(info[8], op, "scalar"), to_bool(info[9]), out);
+  return info.Env().Undefined();
+}
+
+// unary(op, shape, out,o,os, x,xo,xs, alpha, beta)
+static Napi::Value Unary(const Napi::CallbackInfo& info) {
+  const char* op = "unary";
+  int64_t code = to_i64(info[0], op, "op");
+  auto shape = to_i64_vec(info[1], op, "shape");
+  View out = view_at(info, 2, shape, op, "out");
+  View x = view_at(info, 5, shape, op, "x");
+  unary(static_cast<UnaryOp>(code), x, out, to_f64(info[8], op, "alpha"), to_f64(info[9], op, "beta"));
+  return info.Env().Undefined();
+}
+
+// unaryBackward(op, shape, gx,o,s, x,o,s, gy,o,s, alpha)
+static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
+  const char* op = "unaryBackward";
+  int64_t code = to_i64(info[0], op, "op");
+  auto shape = to_i64_vec(info[1], op, "shape");
+  View gx = view_at(info, 2, shape, op, "gx");
+  View x = view_at(info, 5, shape, op, "x");
+  View gy = view_at(info, 8, shape, op, "gy");
+  unary_backward(static_cast<UnaryGradOp>(code), x, gy, gx, to_f64(info[11], op, "alpha"));
+  return info.Env().Undefined();
+}
+
+// where(shape, out,o,s, cond,o,s, a,o,s, b,o,s)
+static Napi::Value Where(const Napi::CallbackInfo& info) {
+  const char* op = "where";
+  auto shape = to_i64_vec(info[0], op, "shape");
+  View out = view_at(info, 1, shape, op, "out");
+  View c = view_at(info, 4, shape, op, "condition");
+  View a = view_at(info, 7, shape, op, "input");
+  View b = view_at(info, 10, shape, op, "other");
+  where(c, a, b, out);
+  return info.Env().Undefined();
+}
+
+// copy(shape, dst,o,s, src,o,s)
+static Napi::Value Copy(const Napi::CallbackInfo& info) {
+  const char* op = "copy";
+  auto shape = to_i64_vec(info[0], op, "shape");
+  View dst = view_at(info, 1, shape, op, "dst");
+  View src = view_at(info, 4, shape, op, "src");
+  copy(src, dst);
+  return info.Env().Undefined();
+}
+
+// fill(shape, out,o,s, value)
+static Napi::Value Fill(const Napi::CallbackInfo& info) {
+  const char* op = "fill";
+  auto shape = to_i64_vec(info[0], op, "shape");
+  View out = view_at(info, 1, shape, op, "out");
+  fill(out, to_f64(info[4], op, "value"));
+  return info.Env().Undefined();
+}
+
+void InitElementwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("binaryScalar", Napi::Function::New(env, BinaryScalar));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));
+  exports.Set("where", Napi::Function::New(env, Where));
+  exports.Set("copy", Napi::Function::New(env, Copy));
+  exports.Set("fill", Napi::Function::New(env, Fill));
+}
+
+}  // namespace ng

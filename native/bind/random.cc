@@ -1,0 +1,24 @@
+#include "bind/util.h"
+#include "cpu/random.h"
+
+namespace ng {
+
+// randomFill(kind, out, n, seed, offset, a, b): out is a contiguous buffer of >= n elements.
+static Napi::Value RandomFill(const Napi::CallbackInfo& info) {
+  const char* op = "random";
+  int64_t kind = to_i64(info[0], op, "kind");
+  if (kind < 0 || kind > 3) throw Error("random: unknown kind");
+  Buf out = to_buf(info[1], op, "out");
+  int64_t n = to_i64(info[2], op, "n");
+  check_extent(out, 0, n, op, "out");
+  int64_t seed = to_i64(info[3], op, "seed");
+  int64_t offset = to_i64(info[4], op, "offset");
+  double a = to_f64(info[5], op, "a"), b = to_f64(info[6], op, "b");
+  View v = contiguous_view(out, {n}, op, "out");
+  random_fill(static_cast<RandomKind>(kind), v, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), a, b);
+  return info.Env().Undefined();
+}
+
+void InitRandom(Napi::Env env, Napi::Object exports) { exports.Set("randomFill", Napi::Function::New(env, RandomFill)); }
+
+}  // namespace ng

@@ -1,0 +1,120 @@
+#include "bind/util.h"
+
+#include <cmath>
+#include <limits>
+
+namespace ng {
+
+static std::string where(const char* op, const char* what) { return std::string(op) + ": " + what; }
+
+Buf to_buf(const Napi::Value& v, const char* op, const char* what) {
+  if (!v.IsTypedArray()) throw Error(where(op, what) + " must be a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Buf b;
+  switch (ta.TypedArrayType()) {
+    case napi_float32_array: b.dtype = DType::F32; break;
+    case napi_float64_array: b.dtype = DType::F64; break;
+    case napi_int32_array: b.dtype = DType::I32; break;
+    case napi_uint8_array: b.dtype = DType::Bool; break;
+    case napi_uint16_array: b.dtype = DType::BF16; break;
+    default: throw Error(where(op, what) + " has an unsupported typed array type");
+  }
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  b.data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+  b.length = ta.ElementLength();
+  return b;
+}
+
+int64_t to_i64(const Napi::Value& v, const char* op, const char* what) {
+  if (!v.IsNumber()) throw Error(where(op, what) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.007199254740992e15)
+    throw Error(where(op, what) + " must be an integer");
+  return static_cast<int64_t>(d);
+}
+
+double to_f64(const Napi::Value& v, const char* op, const char* what) {
+  if (!v.IsNumber()) throw Error(where(op, what) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool to_bool(const Napi::Value& v) { return v.ToBoolean().Value(); }
+
+std::vector<int64_t> to_i64_vec(const Napi::Value& v, const char* op, const char* what) {
+  std::vector<int64_t> out;
+  if (v.IsArray()) {
+    Napi::Array a = v.As<Napi::Array>();
+    out.reserve(a.Length());
+    for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(to_i64(a.Get(i), op, what));
+    return out;
+  }
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() == napi_int32_array) {
+      Napi::Int32Array a = v.As<Napi::Int32Array>();
+      out.assign(a.Data(), a.Data() + a.ElementLength());
+      return out;
+    }
+  }
+  throw Error(where(op, what) + " must be an array of integers");
+}
+
+void check_extent(const Buf& b, int64_t offset, int64_t n, const char* op, const char* what) {
+  if (offset < 0 || n < 0 || static_cast<uint64_t>(offset + n) > b.length)
+    throw Error(where(op, what) + ": view reaches outside its storage (offset " + std::to_string(offset) +
+                ", " + std::to_string(n) + " elements, storage holds " + std::to_string(b.length) + ")");
+}
+
+void check_dtype(const Buf& b, DType dt, const char* op, const char* what) {
+  if (b.dtype != dt)
+    throw Error(where(op, what) + " has dtype " + dtype_name(b.dtype) + ", expected " + dtype_name(dt));
+}
+
+View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides,
+               const char* op, const char* what) {
+  if (shape.size() != strides.size()) throw Error(where(op, what) + ": shape and strides differ in length");
+  if (shape.size() > static_cast<size_t>(kMaxDims))
+    throw Error(where(op, what) + ": at most " + std::to_string(kMaxDims) + " dimensions are supported");
+  View v;
+  v.dtype = b.dtype;
+  v.ndim = static_cast<int>(shape.size());
+  int64_t lo = offset, hi = offset;
+  bool empty = false;
+  for (int i = 0; i < v.ndim; ++i) {
+    if (shape[i] < 0) throw Error(where(op, what) + ": negative dimension");
+    v.shape[i] = shape[i];
+    v.strides[i] = strides[i];
+    if (shape[i] == 0) empty = true;
+  }
+  if (!empty) {
+    for (int i = 0; i < v.ndim; ++i) {
+      int64_t span = (shape[i] - 1) * strides[i];
+      if (span < 0) lo += span; else hi += span;
+    }
+    if (lo < 0 || static_cast<uint64_t>(hi) >= b.length)
+      throw Error(where(op, what) + ": view reaches outside its storage (elements " + std::to_string(lo) + ".." +
+                  std::to_string(hi) + ", storage holds " + std::to_string(b.length) + ")");
+  }
+  v.data = static_cast<uint8_t*>(b.data) + offset * static_cast<int64_t>(dtype_size(b.dtype));
+  return v;
+}
+
+View view_at(const Napi::CallbackInfo& info, size_t i, const std::vector<int64_t>& shape, const char* op,
+             const char* what) {
+  Buf b = to_buf(info[i], op, what);
+  int64_t off = to_i64(info[i + 1], op, what);
+  std::vector<int64_t> st = to_i64_vec(info[i + 2], op, what);
+  return make_view(b, off, shape, st, op, what);
+}
+
+View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char* op, const char* what) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t s = 1;
+  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return make_view(b, 0, shape, strides, op, what);
+}
+
+}  // namespace ng

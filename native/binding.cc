@@ -1,0 +1,23 @@
+// Module init: every kernel family registers its exports here, one line each.
+#include <napi.h>
+
+#include "bind/util.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ng::InitCore(env, exports);
+  ng::InitElementwise(env, exports);
+  ng::InitRandom(env, exports);
+  ng::InitReduce(env, exports);
+  ng::InitGemm(env, exports);
+  ng::InitSoftmax(env, exports);
+  ng::InitLayernorm(env, exports);
+  ng::InitEmbedding(env, exports);
+  ng::InitLoss(env, exports);
+  ng::InitAttention(env, exports);
+  ng::InitIndex(env, exports);
+  ng::InitOptim(env, exports);
+  ng::InitCuda(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(nodegrad, Init)

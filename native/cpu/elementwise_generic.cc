@@ -1,0 +1,2 @@
+#define NG_EW_NS generic
+#include "cpu/elementwise_impl.h"
