@@ -2,7 +2,7 @@
 // Builds the native addon with cmake-js (offline: headers come from node-api-headers).
 // CUDA is compiled in when nvcc is found on PATH, in CUDACXX, or at /usr/local/cuda/bin,
 // unless --cpu-only or NODEGRAD_CUDA=0. NODEGRAD_CUDA_ARCHS overrides the GPU targets
-// (e.g. "90a-real" while iterating on an H100).
+// (e.g. "90a-real" while iterating on an H100). NODEGRAD_BUILD_DIR builds elsewhere than build/.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -37,7 +37,8 @@ if (useNinja) cmakeArgs.push('-G', 'Ninja');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
 const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(os.cpus().length) };
 console.log(`nodegrad: building the native addon (${nvcc ? `CUDA via ${nvcc}` : 'CPU only'})`);
-const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build', ...cmakeArgs], { cwd: root, stdio: 'inherit', env });
+const outDir = process.env.NODEGRAD_BUILD_DIR || 'build';
+const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', outDir, ...cmakeArgs], { cwd: root, stdio: 'inherit', env });
 if (r.status !== 0) {
   console.error('nodegrad: native build failed. It needs cmake (>= 3.18) and a C++17 compiler; CUDA is optional.');
   process.exit(r.status || 1);

@@ -1,7 +1,33 @@
 #include "bind/util.h"
+#include "cpu/reduce.h"
 
 namespace ng {
 
-void InitReduce(Napi::Env env, Napi::Object exports) {}
+// reduce(op, x, M, R, I, out, idx | null, correction): x contiguous [M, R, I], out [M, I].
+static Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  const char* op = "reduce";
+  int64_t code = to_i64(info[0], op, "op");
+  if (code < 0 || code > 7) throw Error("reduce: unknown op");
+  Buf x = to_buf(info[1], op, "input");
+  int64_t M = to_i64(info[2], op, "M"), R = to_i64(info[3], op, "R"), I = to_i64(info[4], op, "I");
+  if (M < 0 || R < 0 || I < 0) throw Error("reduce: negative size");
+  check_extent(x, 0, M * R * I, op, "input");
+  Buf out = to_buf(info[5], op, "out");
+  check_extent(out, 0, M * I, op, "out");
+  auto rop = static_cast<ReduceOp>(code);
+  if (rop == ReduceOp::Argmax || rop == ReduceOp::Argmin) check_dtype(out, DType::I32, op, "out");
+  else check_dtype(out, x.dtype, op, "out");
+  int32_t* idx = nullptr;
+  if (!info[6].IsNull() && !info[6].IsUndefined()) {
+    Buf ib = to_buf(info[6], op, "indices");
+    check_dtype(ib, DType::I32, op, "indices");
+    check_extent(ib, 0, M * I, op, "indices");
+    idx = static_cast<int32_t*>(ib.data);
+  }
+  reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, to_f64(info[7], op, "correction"));
+  return info.Env().Undefined();
+}
+
+void InitReduce(Napi::Env env, Napi::Object exports) { exports.Set("reduce", Napi::Function::New(env, Reduce)); }
 
 }  // namespace ng

@@ -1,0 +1,42 @@
+// nodegrad.info(): what this installation can do, and setNumThreads().
+import { createRequire } from 'node:module';
+import { native, type CudaInfo } from './native.js';
+
+export interface Info {
+  version: string;
+  node: string;
+  platform: string;
+  cpu: { features: string[]; kernel: 'avx512' | 'avx2' | 'portable'; threads: number };
+  cuda: CudaInfo & { available: boolean };
+}
+
+function version(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function info(): Info {
+  const c = native.cpuInfo();
+  const features = [c.avx2 && 'avx2', c.fma && 'fma', c.avx512f && 'avx512f'].filter(Boolean) as string[];
+  const cu = native.cudaInfo();
+  return {
+    version: version(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpu: { features, kernel: c.avx512f ? 'avx512' : c.avx2 && c.fma ? 'avx2' : 'portable', threads: c.threads },
+    cuda: { ...cu, available: cu.deviceCount > 0 && false },
+  };
+}
+
+/** Threads used by CPU kernels (the calling thread included). Default: all cores. */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`nodegrad: setNumThreads: n must be a positive integer (got ${n})`);
+  native.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return native.numThreads();
+}

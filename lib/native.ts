@@ -1,0 +1,62 @@
+// Loads the addon (prebuilt binary or local build, through node-gyp-build) and declares
+// its typed interface. Op families add their kernels' declarations to NativeAddon by
+// declaration merging next to the TypeScript that calls them.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type { TypedArray } from './dtype.js';
+
+export type Strides = number[];
+
+export interface CpuInfo { avx2: boolean; fma: boolean; avx512f: boolean; threads: number }
+export interface CudaDeviceInfo { index: number; name: string; computeCapability: string; totalMemory: number; multiprocessors: number }
+export interface CudaInfo {
+  compiled: boolean; archs: string; runtimeVersion: number; driverVersion: number;
+  deviceCount: number; unavailableReason?: string; devices: CudaDeviceInfo[];
+}
+
+export interface NativeAddon {
+  cpuInfo(): CpuInfo;
+  setNumThreads(n: number): void;
+  numThreads(): number;
+  noop(): void;
+  cudaInfo(): CudaInfo;
+  // elementwise: a view argument is (buffer, element offset, strides)
+  binary(op: number, shape: number[], out: TypedArray, oOff: number, oSt: Strides,
+    a: TypedArray, aOff: number, aSt: Strides, b: TypedArray, bOff: number, bSt: Strides): void;
+  binaryScalar(op: number, shape: number[], out: TypedArray, oOff: number, oSt: Strides,
+    a: TypedArray, aOff: number, aSt: Strides, scalar: number, reverse: boolean): void;
+  unary(op: number, shape: number[], out: TypedArray, oOff: number, oSt: Strides,
+    x: TypedArray, xOff: number, xSt: Strides, alpha: number, beta: number): void;
+  unaryBackward(op: number, shape: number[], gx: TypedArray, gxOff: number, gxSt: Strides,
+    x: TypedArray, xOff: number, xSt: Strides, gy: TypedArray, gyOff: number, gySt: Strides, alpha: number): void;
+  where(shape: number[], out: TypedArray, oOff: number, oSt: Strides, cond: TypedArray, cOff: number, cSt: Strides,
+    a: TypedArray, aOff: number, aSt: Strides, b: TypedArray, bOff: number, bSt: Strides): void;
+  copy(shape: number[], dst: TypedArray, dOff: number, dSt: Strides, src: TypedArray, sOff: number, sSt: Strides): void;
+  fill(shape: number[], out: TypedArray, oOff: number, oSt: Strides, value: number): void;
+  randomFill(kind: number, out: TypedArray, n: number, seed: number, offset: number, a: number, b: number): void;
+}
+
+function packageRoot(): string {
+  // dist/native.js or lib/native.ts: the package root is one level up
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const root = packageRoot();
+  try {
+    // NODEGRAD_ADDON points at a specific .node file (e.g. a second build tree)
+    if (process.env.NODEGRAD_ADDON) return require(path.resolve(process.env.NODEGRAD_ADDON)) as NativeAddon;
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeAddon;
+    return nodeGypBuild(root);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `nodegrad: the native addon could not be loaded from ${root} (${msg}). ` +
+        'Run `npm rebuild nodegrad` (needs cmake and a C++17 compiler) or install on a platform with a prebuilt binary.',
+    );
+  }
+}
+
+export const native: NativeAddon = load();

@@ -1,0 +1,2 @@
+// nn: modules and the functional API.
+export * as functional from './functional.js';

@@ -1,0 +1,238 @@
+// Creating tensors and reading them back.
+import { allocTyped, checkDType, itemSize, typedDType, type DType, type TypedArray } from '../dtype.js';
+import { native } from '../native.js';
+import { nextRandom } from '../random.js';
+import { Storage, parseDevice, type Device } from '../storage.js';
+import { Tensor, type NestedArray } from '../tensor.js';
+import { checkShape, contiguousStrides, empty, fmt, numelOf } from './util.js';
+
+export interface CreateOptions { dtype?: DType; device?: Device; requiresGrad?: boolean }
+
+function finish(t: Tensor, opts: CreateOptions | undefined, op: string): Tensor {
+  if (opts?.requiresGrad) {
+    if (t.dtype !== 'float32' && t.dtype !== 'float64') {
+      t.dispose();
+      throw new Error(`nodegrad: ${op}: only floating-point tensors can require grad (got dtype ${t.dtype})`);
+    }
+    t.requiresGrad = true;
+  }
+  return t;
+}
+
+function inferShape(data: NestedArray, op: string): number[] {
+  const shape: number[] = [];
+  let cur: NestedArray = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    if (cur.length === 0) break;
+    cur = cur[0];
+  }
+  return checkShape(shape, op);
+}
+
+function flatten(data: NestedArray, shape: number[], out: TypedArray, op: string): void {
+  let k = 0;
+  const isBool = out instanceof Uint8Array;
+  const walk = (v: NestedArray, d: number): void => {
+    if (d === shape.length) {
+      if (Array.isArray(v)) throw new Error(`nodegrad: ${op}: ragged nested array (expected shape ${fmt(shape)})`);
+      if (typeof v === 'boolean') out[k++] = v ? 1 : 0;
+      else if (typeof v === 'number') out[k++] = isBool ? (v !== 0 ? 1 : 0) : v;
+      else throw new Error(`nodegrad: ${op}: values must be numbers or booleans (got ${typeof v})`);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[d]) {
+      throw new Error(`nodegrad: ${op}: ragged nested array (expected shape ${fmt(shape)})`);
+    }
+    for (const x of v) walk(x, d + 1);
+  };
+  walk(data, 0);
+}
+
+function firstLeaf(data: NestedArray): number | boolean | undefined {
+  let cur: NestedArray = data;
+  while (Array.isArray(cur)) {
+    if (cur.length === 0) return undefined;
+    cur = cur[0];
+  }
+  return cur;
+}
+
+/**
+ * Creates a tensor from a nested array, a typed array or a number. Numbers become
+ * float32 and booleans bool unless `dtype` says otherwise; a typed array keeps its type
+ * (Float32Array, Float64Array, Int32Array, Uint8Array as bool). Pass `shape` with a flat
+ * typed array to give it dimensions.
+ */
+export function tensor(data: NestedArray | TypedArray | number[], opts: CreateOptions & { shape?: number[] } = {}): Tensor {
+  const op = 'tensor';
+  const device = parseDevice(opts.device, op);
+  if (ArrayBuffer.isView(data)) {
+    const src = data as TypedArray;
+    if (!(src instanceof Float32Array || src instanceof Float64Array || src instanceof Int32Array || src instanceof Uint8Array)) {
+      throw new Error(`nodegrad: ${op}: unsupported typed array ${Object.prototype.toString.call(src)} (use Float32Array, Float64Array, Int32Array or Uint8Array)`);
+    }
+    const shape = checkShape(opts.shape ?? [src.length], op);
+    if (numelOf(shape) !== src.length) {
+      throw new Error(`nodegrad: ${op}: shape ${fmt(shape)} holds ${numelOf(shape)} elements but the array has ${src.length}`);
+    }
+    const srcType = typedDType(src);
+    const dtype = opts.dtype ? checkDType(opts.dtype, op) : srcType;
+    const copy = allocTyped(srcType, src.length);
+    copy.set(src);
+    let t = new Tensor(new Storage(device, srcType, src.length, copy), shape, contiguousStrides(shape), 0);
+    if (dtype !== srcType) {
+      const c = t.to(dtype);
+      t.dispose();
+      t = c;
+    }
+    return finish(t, opts, op);
+  }
+  if (typeof data === 'number' || typeof data === 'boolean') {
+    const dtype = opts.dtype ? checkDType(opts.dtype, op) : typeof data === 'boolean' ? 'bool' : 'float32';
+    const t = full(opts.shape ?? [], Number(data), { dtype, device });
+    return finish(t, opts, op);
+  }
+  if (!Array.isArray(data)) throw new Error(`nodegrad: ${op}: data must be a number, a nested array or a typed array`);
+  const shape = inferShape(data, op);
+  const leaf = firstLeaf(data);
+  const dtype = opts.dtype ? checkDType(opts.dtype, op) : typeof leaf === 'boolean' ? 'bool' : 'float32';
+  const t = empty(shape, dtype, device);
+  if (dtype === 'bfloat16' || dtype === 'float16') {
+    t.dispose();
+    throw new Error(`nodegrad: ${op}: create ${dtype} tensors by converting a float32 tensor with .to('${dtype}')`);
+  }
+  flatten(data, shape, t.storage.data, op);
+  if (opts.shape) {
+    const r = t.reshape(opts.shape);
+    return finish(r, opts, op);
+  }
+  return finish(t, opts, op);
+}
+
+export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
+  const s = checkShape(shape, 'full');
+  const dtype = opts.dtype ? checkDType(opts.dtype, 'full') : 'float32';
+  const device = parseDevice(opts.device, 'full');
+  if (typeof value !== 'number' && typeof value !== 'boolean') throw new Error(`nodegrad: full: value must be a number (got ${typeof value})`);
+  const t = empty(s, dtype, device);
+  if (value !== 0) native.fill(s, t.storage.data, 0, t.strides as number[], Number(value));
+  return finish(t, opts, 'full');
+}
+
+export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor { return full(shape, 0, opts); }
+export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor { return full(shape, 1, opts); }
+export function zerosLike(t: Tensor, opts: CreateOptions = {}): Tensor { return full(t.shape, 0, { dtype: t.dtype, device: t.device, ...opts }); }
+export function onesLike(t: Tensor, opts: CreateOptions = {}): Tensor { return full(t.shape, 1, { dtype: t.dtype, device: t.device, ...opts }); }
+export function fullLike(t: Tensor, value: number, opts: CreateOptions = {}): Tensor { return full(t.shape, value, { dtype: t.dtype, device: t.device, ...opts }); }
+
+/** arange(end) or arange(start, end, step). Integers give int32 unless dtype says otherwise. */
+export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {
+  if (end === undefined) { end = start; start = 0; }
+  for (const [n, v] of [['start', start], ['end', end], ['step', step]] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`nodegrad: arange: ${n} must be a finite number (got ${String(v)})`);
+  }
+  if (step === 0) throw new Error('nodegrad: arange: step must be non-zero');
+  const n = Math.max(0, Math.ceil((end - start) / step));
+  const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
+  const dtype = opts.dtype ?? (allInt ? 'int32' : 'float32');
+  const t = empty([n], checkDType(dtype, 'arange'), parseDevice(opts.device, 'arange'));
+  const d = t.storage.data;
+  for (let i = 0; i < n; i++) d[i] = start + i * step;
+  return finish(t, opts, 'arange');
+}
+
+export function linspace(start: number, end: number, steps: number, opts: CreateOptions = {}): Tensor {
+  if (!Number.isInteger(steps) || steps < 0) throw new Error(`nodegrad: linspace: steps must be a non-negative integer (got ${steps})`);
+  const t = empty([steps], checkDType(opts.dtype ?? 'float32', 'linspace'), parseDevice(opts.device, 'linspace'));
+  const d = t.storage.data;
+  for (let i = 0; i < steps; i++) d[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
+  return finish(t, opts, 'linspace');
+}
+
+export function eye(n: number, m = n, opts: CreateOptions = {}): Tensor {
+  const t = zeros(checkShape([n, m], 'eye'), { dtype: opts.dtype, device: opts.device });
+  const d = t.storage.data;
+  for (let i = 0; i < Math.min(n, m); i++) d[i * m + i] = 1;
+  return finish(t, opts, 'eye');
+}
+
+function randomTensor(op: string, kind: number, shape: readonly number[], a: number, b: number, opts: CreateOptions, defaultDType: DType): Tensor {
+  const s = checkShape(shape, op);
+  const dtype = checkDType(opts.dtype ?? defaultDType, op);
+  const t = empty(s, dtype, parseDevice(opts.device, op));
+  const [seed, offset] = nextRandom(t.numel);
+  native.randomFill(kind, t.storage.data, t.numel, seed, offset, a, b);
+  return finish(t, opts, op);
+}
+
+/** Uniform in [0, 1) (or [low, high)). */
+export function rand(shape: readonly number[], opts: CreateOptions & { low?: number; high?: number } = {}): Tensor {
+  const lo = opts.low ?? 0, hi = opts.high ?? 1;
+  if (!(hi > lo)) throw new Error(`nodegrad: rand: high (${hi}) must be greater than low (${lo})`);
+  return randomTensor('rand', 0, shape, lo, hi, opts, 'float32');
+}
+/** Normal with mean 0 and std 1 (or the given mean/std). */
+export function randn(shape: readonly number[], opts: CreateOptions & { mean?: number; std?: number } = {}): Tensor {
+  const std = opts.std ?? 1;
+  if (!(std >= 0)) throw new Error(`nodegrad: randn: std must be >= 0 (got ${std})`);
+  return randomTensor('randn', 1, shape, opts.mean ?? 0, std, opts, 'float32');
+}
+/** Integers uniform in [low, high), int32 by default. */
+export function randint(low: number, high: number, shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low) {
+    throw new Error(`nodegrad: randint: expected integers low < high (got ${low}, ${high})`);
+  }
+  return randomTensor('randint', 2, shape, low, high, opts, 'int32');
+}
+/** Bernoulli draws with probability p of 1 (bool by default). */
+export function bernoulli(shape: readonly number[], p: number, opts: CreateOptions = {}): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new Error(`nodegrad: bernoulli: p must be in [0, 1] (got ${p})`);
+  return randomTensor('bernoulli', 3, shape, p, 0, opts, 'bool');
+}
+
+/** Row-major copy of a tensor's values as a typed array of its dtype. */
+export function readData(t: Tensor): TypedArray {
+  t.assertLive('data');
+  const out = allocTyped(t.dtype, t.numel);
+  if (t.numel === 0) return out;
+  const src = t.storage.data;
+  if (t.isContiguous()) {
+    out.set(src.subarray(t.offset, t.offset + t.numel) as never);
+  } else {
+    native.copy([...t.shape], out, 0, contiguousStrides(t.shape), src, t.offset, t.strides as number[]);
+  }
+  return out;
+}
+
+export function toNested(t: Tensor): NestedArray {
+  const data = readData(t);
+  const conv = t.dtype === 'bool' ? (v: number) => v !== 0 : (v: number) => v;
+  const build = (d: number, off: number): NestedArray => {
+    if (d === t.ndim) return conv(data[off]) as number;
+    const n = t.shape[d];
+    const stride = t.shape.slice(d + 1).reduce((a, b) => a * b, 1);
+    const arr: NestedArray[] = new Array(n);
+    for (let i = 0; i < n; i++) arr[i] = build(d + 1, off + i * stride);
+    return arr;
+  };
+  return build(0, 0);
+}
+
+export function format(t: Tensor): string {
+  if (t.isDisposed) return `Tensor(disposed, shape=${fmt(t.shape)}, dtype=${t.dtype})`;
+  const big = t.numel > 1000;
+  let body: string;
+  if (big) {
+    const d = readData(t);
+    body = `[${Array.from(d.subarray(0, 6) as ArrayLike<number>).map((v) => +v.toFixed(4)).join(', ')}, ...]`;
+  } else {
+    body = JSON.stringify(toNested(t), (_k, v) => (typeof v === 'number' && !Number.isInteger(v) ? +v.toFixed(4) : v));
+  }
+  const grad = t.gradFn ? `, gradFn=${t.gradFn.name}` : t.requiresGrad ? ', requiresGrad=true' : '';
+  return `Tensor(${body}, shape=${fmt(t.shape)}, dtype=${t.dtype}, device=${t.device}${grad})`;
+}
+
+export function nbytes(t: Tensor): number {
+  return t.numel * itemSize[t.dtype];
+}

@@ -1,0 +1,353 @@
+// Broadcasting binary ops, unary ops, comparisons, where/maskedFill, casts and the
+// in-place updates optimizers use. One native call per op over strided views; the
+// backward formulas are written with public ops (so they serve every backend).
+import { isFloating, promoteTypes, type DType } from '../dtype.js';
+import { isGradEnabled, needsGrad, record } from '../autograd.js';
+import { native } from '../native.js';
+import { Tensor, type TensorLike } from '../tensor.js';
+import { full } from './creation.js';
+import { sumToShape } from './reduce.js';
+import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, fmt, va } from './util.js';
+
+// Codes of native/cpu/elementwise.h
+export const Bin = {
+  add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6, eq: 7, ne: 8, lt: 9, le: 10, gt: 11, ge: 12,
+  logicalAnd: 13, logicalOr: 14, floorDiv: 15, remainder: 16, atan2: 17,
+} as const;
+export const Un = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, abs: 5, tanh: 6, sigmoid: 7, relu: 8, gelu: 9, geluTanh: 10, silu: 11,
+  sin: 12, cos: 13, reciprocal: 14, square: 15, sign: 16, floor: 17, ceil: 18, round: 19, log1p: 20, expm1: 21,
+  erf: 22, affine: 23, clamp: 24, powScalar: 25, logicalNot: 26, isnan: 27, isinf: 28, leakyRelu: 29,
+} as const;
+export const UnGrad = { relu: 0, gelu: 1, geluTanh: 2, silu: 3, tanh: 4, sigmoid: 5, leakyRelu: 6 } as const;
+
+const COMPARE = new Set<number>([Bin.eq, Bin.ne, Bin.lt, Bin.le, Bin.gt, Bin.ge, Bin.logicalAnd, Bin.logicalOr]);
+
+function opName(code: number): string {
+  return Object.entries(Bin).find(([, v]) => v === code)?.[0] ?? 'binary';
+}
+
+/** dtype conversion (returns t itself when the dtype already matches). */
+export function cast(t: Tensor, dtype: DType): Tensor {
+  checkTensor(t, 'to');
+  if (t.dtype === dtype) return t;
+  const out = empty(t.shape, dtype, t.device);
+  native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
+  if (needsGrad(t) && isFloating(dtype)) {
+    const from = t.dtype;
+    record(out, 'to', [t], (g) => [cast(g, from)]);
+  }
+  return out;
+}
+
+function scalarDType(t: Tensor, s: number, code: number): DType {
+  if (t.dtype === 'bool' && !COMPARE.has(code)) return Number.isInteger(s) ? 'int32' : 'float32';
+  if (t.dtype === 'int32' && (!Number.isInteger(s) || code === Bin.div || code === Bin.pow && s < 0)) return 'float32';
+  return t.dtype;
+}
+
+/** Raw binary op without autograd: out = a (op) b with broadcasting and type promotion. */
+export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
+  const name = opName(code);
+  if (typeof a === 'number' && typeof b === 'number') throw new Error(`nodegrad: ${name}: at least one operand must be a Tensor`);
+  if (typeof b === 'number' || typeof a === 'number') {
+    const t = (typeof a === 'number' ? b : a) as Tensor;
+    const s = (typeof a === 'number' ? a : b) as number;
+    checkTensor(t, name);
+    if (typeof s !== 'number') throw new Error(`nodegrad: ${name}: operand must be a Tensor or a number (got ${typeof s})`);
+    const dt = scalarDType(t, s, code);
+    const x = cast(t, dt);
+    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device);
+    native.binaryScalar(code, [...x.shape], ...va(out, name), ...va(x, name), s, typeof a === 'number');
+    if (x !== t) x.dispose();
+    return out;
+  }
+  checkTensor(a, name, 'input');
+  checkTensor(b, name, 'other');
+  const device = checkSameDevice(name, a, b);
+  const shape = broadcastShapes(a.shape, b.shape, name);
+  let dt = promoteTypes(a.dtype, b.dtype);
+  if (code === Bin.div && !isFloating(dt)) dt = 'float32';
+  if ((code === Bin.logicalAnd || code === Bin.logicalOr) && dt !== 'bool') dt = dt; // nonzero test on any dtype
+  const x = cast(a, dt), y = cast(b, dt);
+  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device);
+  native.binary(code, shape, ...va(out, name), x.storage.data, x.offset, broadcastStrides(x, shape),
+    y.storage.data, y.offset, broadcastStrides(y, shape));
+  if (x !== a) x.dispose();
+  if (y !== b) y.dispose();
+  return out;
+}
+
+function asT(v: TensorLike): Tensor | null {
+  return typeof v === 'number' ? null : v;
+}
+function shapeOf(v: TensorLike): number[] {
+  return typeof v === 'number' ? [] : [...v.shape];
+}
+
+export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
+  if (alpha !== undefined && alpha !== 1) b = mul(b as Tensor, alpha);
+  const out = binaryRaw(Bin.add, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    record(out, 'add', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(g, sb)]);
+  }
+  return out;
+}
+
+export function sub(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
+  if (alpha !== undefined && alpha !== 1) b = mul(b as Tensor, alpha);
+  const out = binaryRaw(Bin.sub, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    record(out, 'sub', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(neg(g), sb)]);
+  }
+  return out;
+}
+
+export function mul(a: TensorLike, b: TensorLike): Tensor {
+  const out = binaryRaw(Bin.mul, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    const ta = asT(a), tb = asT(b);
+    record(out, 'mul', [ta, tb], (g) => [
+      ta?.requiresGrad ? sumToShape(mul(g, b), sa) : null,
+      tb?.requiresGrad ? sumToShape(mul(g, a), sb) : null,
+    ]);
+  }
+  return out;
+}
+
+export function div(a: TensorLike, b: TensorLike): Tensor {
+  const out = binaryRaw(Bin.div, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    const ta = asT(a), tb = asT(b);
+    record(out, 'div', [ta, tb], (g) => [
+      ta?.requiresGrad ? sumToShape(div(g, b), sa) : null,
+      // d(a/b)/db = -a/b^2 = -out/b
+      tb?.requiresGrad ? sumToShape(neg(div(mul(g, out), b)), sb) : null,
+    ]);
+  }
+  return out;
+}
+
+export function pow(a: TensorLike, b: TensorLike): Tensor {
+  if (typeof a !== 'number' && typeof b === 'number') {
+    checkTensor(a, 'pow');
+    const x = isFloating(a.dtype) || Number.isInteger(b) && b >= 0 ? a : cast(a, 'float32');
+    const out = empty(x.shape, x.dtype, x.device);
+    native.unary(Un.powScalar, [...x.shape], ...va(out, 'pow'), ...va(x, 'pow'), b, 0);
+    if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))]);
+    return out;
+  }
+  const out = binaryRaw(Bin.pow, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    const ta = asT(a), tb = asT(b);
+    record(out, 'pow', [ta, tb], (g) => [
+      ta?.requiresGrad ? sumToShape(mul(g, mul(b, pow(a, sub(b, 1)))), sa) : null,
+      tb?.requiresGrad ? sumToShape(mul(g, mul(out, log(a as Tensor))), sb) : null,
+    ]);
+  }
+  return out;
+}
+
+function minmax(code: number, a: TensorLike, b: TensorLike): Tensor {
+  const out = binaryRaw(code, a, b);
+  if (needsGrad(asT(a), asT(b))) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    const name = code === Bin.maximum ? 'maximum' : 'minimum';
+    record(out, name, [asT(a), asT(b)], (g) => {
+      // ties split the gradient evenly, as PyTorch does
+      const pickA = binaryRaw(code === Bin.maximum ? Bin.gt : Bin.lt, a, b);
+      const tie = binaryRaw(Bin.eq, a, b);
+      const wa = add(cast(pickA, g.dtype), mul(cast(tie, g.dtype), 0.5));
+      const ga = mul(g, wa);
+      return [sumToShape(ga, sa), sumToShape(sub(g, ga), sb)];
+    });
+  }
+  return out;
+}
+export function maximum(a: TensorLike, b: TensorLike): Tensor { return minmax(Bin.maximum, a, b); }
+export function minimum(a: TensorLike, b: TensorLike): Tensor { return minmax(Bin.minimum, a, b); }
+
+export function eq(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.eq, a, b); }
+export function ne(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.ne, a, b); }
+export function lt(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.lt, a, b); }
+export function le(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.le, a, b); }
+export function gt(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.gt, a, b); }
+export function ge(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.ge, a, b); }
+export function logicalAnd(a: Tensor, b: Tensor): Tensor { return binaryRaw(Bin.logicalAnd, cast(a, 'bool'), cast(b, 'bool')); }
+export function logicalOr(a: Tensor, b: Tensor): Tensor { return binaryRaw(Bin.logicalOr, cast(a, 'bool'), cast(b, 'bool')); }
+export function floorDivide(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.floorDiv, a, b); }
+export function remainder(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.remainder, a, b); }
+
+// ---- unary ---------------------------------------------------------------------------
+const FLOAT_ONLY = new Set<number>([Un.exp, Un.log, Un.sqrt, Un.rsqrt, Un.tanh, Un.sigmoid, Un.gelu, Un.geluTanh,
+  Un.silu, Un.sin, Un.cos, Un.reciprocal, Un.log1p, Un.expm1, Un.erf]);
+
+/** Raw unary op without autograd. */
+export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta = 0): Tensor {
+  checkTensor(x, name);
+  let src = x;
+  if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
+  const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
+  const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device);
+  native.unary(code, [...src.shape], ...va(out, name), ...va(src, name), alpha, beta);
+  if (src !== x) src.dispose();
+  return out;
+}
+
+function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Tensor {
+  const gx = empty(g.shape, g.dtype, g.device);
+  native.unaryBackward(code, [...g.shape], ...va(gx, 'backward'), saved.storage.data, saved.offset,
+    broadcastStrides(saved, g.shape), ...va(g, 'backward'), alpha);
+  return gx;
+}
+
+function unary(code: number, name: string, x: Tensor, grad?: (g: Tensor, x: Tensor, y: Tensor) => Tensor, alpha = 0, beta = 0): Tensor {
+  const out = unaryRaw(code, x, name, alpha, beta);
+  if (grad && needsGrad(x)) record(out, name, [x], (g) => [grad(g, x, out)]);
+  return out;
+}
+
+export const neg = (x: Tensor): Tensor => unary(Un.neg, 'neg', x, (g) => neg(g));
+export const exp = (x: Tensor): Tensor => unary(Un.exp, 'exp', x, (g, _x, y) => mul(g, y));
+export const log = (x: Tensor): Tensor => unary(Un.log, 'log', x, (g, x) => div(g, x));
+export const sqrt = (x: Tensor): Tensor => unary(Un.sqrt, 'sqrt', x, (g, _x, y) => div(mul(g, 0.5), y));
+export const rsqrt = (x: Tensor): Tensor => unary(Un.rsqrt, 'rsqrt', x, (g, _x, y) => mul(g, mul(pow(y, 3), -0.5)));
+export const abs = (x: Tensor): Tensor => unary(Un.abs, 'abs', x, (g, x) => mul(g, sign(x)));
+export const tanh = (x: Tensor): Tensor => unary(Un.tanh, 'tanh', x, (g, _x, y) => unaryGradKernel(UnGrad.tanh, y, g));
+export const sigmoid = (x: Tensor): Tensor => unary(Un.sigmoid, 'sigmoid', x, (g, _x, y) => unaryGradKernel(UnGrad.sigmoid, y, g));
+export const relu = (x: Tensor): Tensor => unary(Un.relu, 'relu', x, (g, x) => unaryGradKernel(UnGrad.relu, x, g));
+export const silu = (x: Tensor): Tensor => unary(Un.silu, 'silu', x, (g, x) => unaryGradKernel(UnGrad.silu, x, g));
+export const square = (x: Tensor): Tensor => unary(Un.square, 'square', x, (g, x) => mul(g, mul(x, 2)));
+export const reciprocal = (x: Tensor): Tensor => unary(Un.reciprocal, 'reciprocal', x, (g, _x, y) => neg(mul(g, mul(y, y))));
+export const sin = (x: Tensor): Tensor => unary(Un.sin, 'sin', x, (g, x) => mul(g, cos(x)));
+export const cos = (x: Tensor): Tensor => unary(Un.cos, 'cos', x, (g, x) => neg(mul(g, sin(x))));
+export const log1p = (x: Tensor): Tensor => unary(Un.log1p, 'log1p', x, (g, x) => div(g, add(x, 1)));
+export const expm1 = (x: Tensor): Tensor => unary(Un.expm1, 'expm1', x, (g, _x, y) => mul(g, add(y, 1)));
+export const erf = (x: Tensor): Tensor =>
+  unary(Un.erf, 'erf', x, (g, x) => mul(g, mul(exp(neg(square(x))), 2 / Math.sqrt(Math.PI))));
+export const sign = (x: Tensor): Tensor => unary(Un.sign, 'sign', x, (g) => mul(g, 0));
+export const floor = (x: Tensor): Tensor => unary(Un.floor, 'floor', x, (g) => mul(g, 0));
+export const ceil = (x: Tensor): Tensor => unary(Un.ceil, 'ceil', x, (g) => mul(g, 0));
+export const round = (x: Tensor): Tensor => unary(Un.round, 'round', x, (g) => mul(g, 0));
+export const logicalNot = (x: Tensor): Tensor => unaryRaw(Un.logicalNot, x, 'logicalNot');
+export const isnan = (x: Tensor): Tensor => unaryRaw(Un.isnan, x, 'isnan');
+export const isinf = (x: Tensor): Tensor => unaryRaw(Un.isinf, x, 'isinf');
+
+export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
+  return unary(Un.leakyRelu, 'leakyRelu', x, (g, x) => unaryGradKernel(UnGrad.leakyRelu, x, g, negativeSlope), negativeSlope);
+}
+
+/** GELU; `approximate: 'tanh'` gives GPT-2's tanh form. */
+export function gelu(x: Tensor, opts: { approximate?: 'none' | 'tanh' } = {}): Tensor {
+  const approx = opts.approximate ?? 'none';
+  if (approx !== 'none' && approx !== 'tanh') throw new Error(`nodegrad: gelu: approximate must be 'none' or 'tanh' (got ${String(approx)})`);
+  const fwd = approx === 'tanh' ? Un.geluTanh : Un.gelu;
+  const bwd = approx === 'tanh' ? UnGrad.geluTanh : UnGrad.gelu;
+  return unary(fwd, 'gelu', x, (g, x) => unaryGradKernel(bwd, x, g));
+}
+
+export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
+  const lo = min ?? -Infinity, hi = max ?? Infinity;
+  if (Number.isNaN(lo) || Number.isNaN(hi)) throw new Error('nodegrad: clamp: bounds must not be NaN');
+  return unary(Un.clamp, 'clamp', x, (g, x) => mul(g, cast(logicalAnd(ge(x, lo), le(x, hi)), g.dtype)), lo, hi);
+}
+
+/** alpha * x + beta in one pass. */
+export function affine(x: Tensor, alpha: number, beta: number): Tensor {
+  return unary(Un.affine, 'affine', x, (g) => mul(g, alpha), alpha, beta);
+}
+
+// ---- where / maskedFill ----------------------------------------------------------------
+export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  checkTensor(condition, 'where', 'condition');
+  const ta = asT(a), tb = asT(b);
+  const ref = ta ?? tb;
+  const dt = ta && tb ? promoteTypes(ta.dtype, tb.dtype) : ref ? ref.dtype : 'float32';
+  const device = checkSameDevice('where', condition, ta, tb);
+  const A = ta ? cast(ta, dt) : full([], a as number, { dtype: dt, device });
+  const B = tb ? cast(tb, dt) : full([], b as number, { dtype: dt, device });
+  const c = cast(condition, 'bool');
+  const shape = broadcastShapes(broadcastShapes(c.shape, A.shape, 'where'), B.shape, 'where');
+  const out = empty(shape, dt, device);
+  native.where(shape, ...va(out, 'where'), c.storage.data, c.offset, broadcastStrides(c, shape),
+    A.storage.data, A.offset, broadcastStrides(A, shape), B.storage.data, B.offset, broadcastStrides(B, shape));
+  if (needsGrad(ta, tb)) {
+    const sa = shapeOf(a), sb = shapeOf(b);
+    record(out, 'where', [ta, tb], (g) => {
+      const zero = full([], 0, { dtype: g.dtype, device: g.device });
+      return [
+        ta?.requiresGrad ? sumToShape(where(c, g, zero), sa) : null,
+        tb?.requiresGrad ? sumToShape(where(c, zero, g), sb) : null,
+      ];
+    });
+  }
+  return out;
+}
+
+/** Elements where mask is true become value. */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  checkTensor(x, 'maskedFill');
+  checkTensor(mask, 'maskedFill', 'mask');
+  if (mask.dtype !== 'bool' && mask.dtype !== 'int32') {
+    throw new Error(`nodegrad: maskedFill: mask must be bool or int32 (got ${mask.dtype}, shape ${fmt(mask.shape)})`);
+  }
+  const shape = broadcastShapes(x.shape, mask.shape, 'maskedFill');
+  if (fmt(shape) !== fmt(x.shape)) {
+    throw new Error(`nodegrad: maskedFill: mask of shape ${fmt(mask.shape)} does not broadcast to the input's shape ${fmt(x.shape)}`);
+  }
+  return where(mask, value, x);
+}
+
+// ---- in place ---------------------------------------------------------------------------
+function checkInplace(t: Tensor, op: string): void {
+  checkTensor(t, op);
+  if (isGradEnabled() && t.requiresGrad && t.isLeaf) {
+    throw new Error(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; wrap it in noGrad()`);
+  }
+}
+
+const INPLACE: Record<string, number> = { add_: Bin.add, sub_: Bin.sub, mul_: Bin.mul, div_: Bin.div };
+
+export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other: TensorLike, alpha?: number): void {
+  checkInplace(t, op);
+  const code = INPLACE[op];
+  if (typeof other === 'number') {
+    native.binaryScalar(code, [...t.shape], ...va(t, op), ...va(t, op), alpha !== undefined ? other * alpha : other, false);
+    return;
+  }
+  checkTensor(other, op, 'other');
+  checkSameDevice(op, t, other);
+  const shape = broadcastShapes(t.shape, other.shape, op);
+  if (fmt(shape) !== fmt(t.shape)) {
+    throw new Error(`nodegrad: ${op}: other of shape ${fmt(other.shape)} does not broadcast to the target's shape ${fmt(t.shape)}`);
+  }
+  let o = other.dtype === t.dtype ? other : cast(other, t.dtype);
+  if (alpha !== undefined && alpha !== 1) {
+    const scaled = unaryRaw(Un.affine, o, op, alpha, 0);
+    if (o !== other) o.dispose();
+    o = scaled;
+  }
+  native.binary(code, [...t.shape], ...va(t, op), ...va(t, op), o.storage.data, o.offset, broadcastStrides(o, t.shape));
+  if (o !== other) o.dispose();
+}
+
+export function fill_(t: Tensor, value: number): void {
+  checkInplace(t, 'fill_');
+  native.fill([...t.shape], ...va(t, 'fill_'), value);
+}
+
+export function copy_(dst: Tensor, src: Tensor): void {
+  checkInplace(dst, 'copy_');
+  checkTensor(src, 'copy_', 'src');
+  checkSameDevice('copy_', dst, src);
+  const shape = broadcastShapes(dst.shape, src.shape, 'copy_');
+  if (fmt(shape) !== fmt(dst.shape)) {
+    throw new Error(`nodegrad: copy_: source of shape ${fmt(src.shape)} does not broadcast to the destination's shape ${fmt(dst.shape)}`);
+  }
+  native.copy([...dst.shape], ...va(dst, 'copy_'), src.storage.data, src.offset, broadcastStrides(src, dst.shape));
+}

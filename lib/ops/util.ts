@@ -1,0 +1,120 @@
+// Helpers shared by the op files: shape formatting, strides, broadcasting, allocation,
+// and the (buffer, offset, strides) triple every native view argument is made of.
+import type { DType, TypedArray } from '../dtype.js';
+import { Storage, type Device } from '../storage.js';
+import { Tensor } from '../tensor.js';
+
+export function fmt(shape: readonly number[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const st = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = s;
+    s *= shape[i];
+  }
+  return st;
+}
+
+export function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const s of shape) n *= s;
+  return n;
+}
+
+export const MAX_DIMS = 8;
+
+export function checkShape(shape: readonly number[], op: string): number[] {
+  if (!Array.isArray(shape)) throw new Error(`nodegrad: ${op}: shape must be an array of integers (got ${String(shape)})`);
+  if (shape.length > MAX_DIMS) throw new Error(`nodegrad: ${op}: at most ${MAX_DIMS} dimensions are supported (got ${shape.length})`);
+  for (const s of shape) {
+    if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) {
+      throw new Error(`nodegrad: ${op}: dimensions must be non-negative integers (got ${fmt(shape)})`);
+    }
+  }
+  return [...shape];
+}
+
+/** A fresh contiguous tensor (zero-filled on the CPU). */
+export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu'): Tensor {
+  return new Tensor(new Storage(device, dtype, numelOf(shape)), [...shape], contiguousStrides(shape), 0);
+}
+
+/** The native view triple of a tensor: (buffer, element offset, strides). */
+export function va(t: Tensor, op: string): [TypedArray, number, number[]] {
+  if (t.isDisposed) t.assertLive(op);
+  return [t.storage.data, t.offset, t.strides as number[]];
+}
+
+export function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
+  const n = Math.max(a.length, b.length);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new Error(`nodegrad: ${op}: shapes ${fmt(a)} and ${fmt(b)} cannot be broadcast together (dim ${i}: ${da} vs ${db})`);
+    }
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** Strides that read t as if expanded to `shape` (0 on broadcast dims). */
+export function broadcastStrides(t: Tensor, shape: readonly number[]): number[] {
+  const n = shape.length;
+  const st = new Array<number>(n).fill(0);
+  const off = n - t.ndim;
+  for (let i = 0; i < t.ndim; i++) st[off + i] = t.shape[i] === 1 && shape[off + i] !== 1 ? 0 : t.strides[i];
+  return st;
+}
+
+export function checkSameDevice(op: string, ...ts: (Tensor | null | undefined)[]): Device {
+  let d: Device | null = null;
+  for (const t of ts) {
+    if (!t) continue;
+    t.assertLive(op);
+    if (d === null) d = t.device;
+    else if (t.device !== d) {
+      throw new Error(`nodegrad: ${op}: tensors are on different devices (${d} and ${t.device}); move them with .to()`);
+    }
+  }
+  return d ?? 'cpu';
+}
+
+export function checkTensor(x: unknown, op: string, what = 'input'): Tensor {
+  if (!(x instanceof Tensor)) throw new Error(`nodegrad: ${op}: ${what} must be a Tensor (got ${x === null ? 'null' : typeof x})`);
+  x.assertLive(op);
+  return x;
+}
+
+export function checkFloat(t: Tensor, op: string, what = 'input'): void {
+  if (t.dtype !== 'float32' && t.dtype !== 'float64' && t.dtype !== 'bfloat16' && t.dtype !== 'float16') {
+    throw new Error(`nodegrad: ${op}: ${what} must be a floating-point tensor (got ${t.dtype}, shape ${fmt(t.shape)})`);
+  }
+}
+
+export function normDim(dim: number, ndim: number, op: string): number {
+  if (typeof dim !== 'number' || !Number.isInteger(dim)) throw new Error(`nodegrad: ${op}: dim must be an integer (got ${String(dim)})`);
+  const n = Math.max(ndim, 1);
+  if (dim < -n || dim >= n) throw new Error(`nodegrad: ${op}: dim ${dim} is out of range for a tensor with ${ndim} dims`);
+  return dim < 0 ? dim + n : dim;
+}
+
+/** Normalised, sorted, de-duplicated dims; undefined means all dims. */
+export function normDims(dim: number | number[] | undefined | null, ndim: number, op: string): number[] {
+  if (dim === undefined || dim === null) return Array.from({ length: ndim }, (_, i) => i);
+  const ds = (Array.isArray(dim) ? dim : [dim]).map((d) => normDim(d, ndim, op));
+  const set = [...new Set(ds)].sort((a, b) => a - b);
+  if (set.length !== ds.length) throw new Error(`nodegrad: ${op}: dim ${JSON.stringify(dim)} repeats a dimension`);
+  return set;
+}
+
+/** The elements of a contiguous tensor as a typed array starting at its first element. */
+export function flat(t: Tensor, op: string): TypedArray {
+  t.assertLive(op);
+  const d = t.storage.data;
+  return t.offset === 0 && d.length === t.numel ? d : (d.subarray(t.offset, t.offset + t.numel) as TypedArray);
+}
