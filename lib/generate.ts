@@ -1,0 +1,196 @@
+// Autoregressive sampling with a KV cache: the prompt is run once, then each new token
+// costs one position of compute. Greedy when temperature is 0; otherwise temperature,
+// top-k, top-p (nucleus) and a repetition penalty, drawn from a seeded generator.
+import { noGrad } from './autograd.js';
+import { scope } from './memory.js';
+import { tensor } from './ops/creation.js';
+import { nextRandom } from './random.js';
+import type { Tensor } from './tensor.js';
+import { disposeKVCache, type LayerKVCache } from './nn/attention.js';
+
+export interface GenerateOptions {
+  maxNewTokens?: number;
+  /** 0 = greedy. Default 1. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** > 1 discourages tokens already present (CTRL / Hugging Face rule). */
+  repetitionPenalty?: number;
+  /** A row stops when it emits one of these. */
+  stopTokens?: number[];
+  seed?: number;
+  /** Default true; false recomputes the whole window every step (for checking the cache). */
+  useCache?: boolean;
+}
+
+export interface Generator {
+  readonly config: { blockSize: number; vocabSize: number };
+  training: boolean;
+  train(mode?: boolean): unknown;
+  forward(ids: Tensor, opts: { kvCache?: LayerKVCache[] }): { logits: Tensor };
+  newKVCache(): LayerKVCache[];
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function normalizeIds(ids: Tensor | number[][] | number[]): number[][] {
+  if (Array.isArray(ids)) {
+    if (ids.length === 0) throw new Error('nodegrad: generate: the prompt is empty');
+    return Array.isArray(ids[0]) ? (ids as number[][]).map((r) => [...r]) : [[...(ids as number[])]];
+  }
+  if (ids.dtype !== 'int32') throw new Error(`nodegrad: generate: inputIds must be int32 (got ${ids.dtype})`);
+  const rows = ids.ndim === 1 ? [ids.tolist() as number[]] : (ids.tolist() as number[][]);
+  return rows;
+}
+
+/** Picks the next token from one row of logits. */
+export function sampleToken(logits: ArrayLike<number>, history: readonly number[], opts: GenerateOptions, rng: () => number): number {
+  const V = logits.length;
+  const l = Float64Array.from(logits as ArrayLike<number>);
+  const rp = opts.repetitionPenalty ?? 1;
+  if (rp !== 1) {
+    for (const t of new Set(history)) if (t >= 0 && t < V) l[t] = l[t] > 0 ? l[t] / rp : l[t] * rp;
+  }
+  const temp = opts.temperature ?? 1;
+  if (temp === 0) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (l[i] > l[best]) best = i;
+    return best;
+  }
+  let idx = Array.from({ length: V }, (_, i) => i);
+  if (opts.topK !== undefined && opts.topK > 0 && opts.topK < V) {
+    idx.sort((a, b) => l[b] - l[a]);
+    idx = idx.slice(0, opts.topK);
+  }
+  let max = -Infinity;
+  for (const i of idx) max = Math.max(max, l[i] / temp);
+  let probs = idx.map((i) => Math.exp(l[i] / temp - max));
+  let total = probs.reduce((a, b) => a + b, 0);
+  if (opts.topP !== undefined && opts.topP < 1) {
+    const order = idx.map((_, k) => k).sort((a, b) => probs[b] - probs[a]);
+    const keepIdx: number[] = [], keepP: number[] = [];
+    let acc = 0;
+    for (const k of order) {
+      keepIdx.push(idx[k]);
+      keepP.push(probs[k]);
+      acc += probs[k] / total;
+      if (acc >= opts.topP) break;
+    }
+    idx = keepIdx;
+    probs = keepP;
+    total = probs.reduce((a, b) => a + b, 0);
+  }
+  let r = rng() * total;
+  for (let k = 0; k < idx.length; k++) {
+    r -= probs[k];
+    if (r <= 0) return idx[k];
+  }
+  return idx[idx.length - 1];
+}
+
+function validate(model: Generator, opts: GenerateOptions): void {
+  const n = opts.maxNewTokens ?? 32;
+  if (!Number.isInteger(n) || n < 0) throw new Error(`nodegrad: generate: maxNewTokens must be a non-negative integer (got ${n})`);
+  if (opts.temperature !== undefined && !(opts.temperature >= 0)) throw new Error(`nodegrad: generate: temperature must be >= 0 (got ${opts.temperature})`);
+  if (opts.topP !== undefined && !(opts.topP > 0 && opts.topP <= 1)) throw new Error(`nodegrad: generate: topP must be in (0, 1] (got ${opts.topP})`);
+  if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new Error(`nodegrad: generate: topK must be a non-negative integer (got ${opts.topK})`);
+  void model;
+}
+
+/** One decoding session: the prompts, the sampler state and the KV cache. */
+class Decoder {
+  readonly seqs: number[][];
+  readonly done: boolean[];
+  private readonly rng: () => number;
+  private readonly stop: Set<number>;
+  private cache: LayerKVCache[] | null;
+  private fed = 0; // tokens of seqs already in the cache
+  private readonly wasTraining: boolean;
+
+  constructor(private readonly model: Generator, inputIds: Tensor | number[][] | number[], private readonly opts: GenerateOptions) {
+    validate(model, opts);
+    this.seqs = normalizeIds(inputIds);
+    const T0 = this.seqs[0].length;
+    if (T0 === 0 || this.seqs.some((r) => r.length !== T0)) throw new Error('nodegrad: generate: prompts must be non-empty and of equal length');
+    const V = model.config.vocabSize;
+    for (const r of this.seqs) for (const t of r) if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`nodegrad: generate: token ${t} is out of range for vocabulary size ${V}`);
+    const [s, o] = nextRandom(1);
+    this.rng = mulberry32(opts.seed ?? (s * 2654435761 + o) % 4294967296);
+    this.stop = new Set(opts.stopTokens ?? []);
+    this.done = new Array<boolean>(this.seqs.length).fill(false);
+    this.cache = opts.useCache ?? true ? model.newKVCache() : null;
+    this.wasTraining = model.training;
+    model.train(false);
+  }
+
+  get finished(): boolean { return this.done.every(Boolean); }
+
+  /** Appends one token to every row (a row that stopped repeats its last token) and returns them. */
+  step(): number[] {
+    const { model, seqs } = this;
+    const V = model.config.vocabSize, block = model.config.blockSize;
+    const next = noGrad(() => scope(() => {
+      const len = seqs[0].length;
+      if (this.cache && len > block) {
+        // the window slides past the cache: start again from the last blockSize tokens
+        disposeKVCache(this.cache);
+        this.cache = model.newKVCache();
+        this.fed = 0;
+      }
+      const start = this.cache && this.fed > 0 ? this.fed : Math.max(0, len - block);
+      const ids = tensor(seqs.map((r) => r.slice(start)), { dtype: 'int32' });
+      const { logits } = model.forward(ids, { kvCache: this.cache ?? undefined });
+      this.fed = len;
+      const last = logits.select(1, logits.shape[1] - 1).dataSync() as Float32Array;
+      return seqs.map((r, b) => sampleToken(last.subarray(b * V, (b + 1) * V), r, this.opts, this.rng));
+    }));
+    seqs.forEach((r, b) => {
+      if (this.done[b]) next[b] = r[r.length - 1];
+      else if (this.stop.has(next[b])) this.done[b] = true;
+      r.push(next[b]);
+    });
+    return next;
+  }
+
+  close(): void {
+    if (this.cache) disposeKVCache(this.cache);
+    this.cache = null;
+    this.model.train(this.wasTraining);
+  }
+}
+
+/** Yields, after each step, the token chosen for every row; yields to the event loop between steps. */
+export async function* generateStream(model: Generator, inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): AsyncGenerator<number[]> {
+  const d = new Decoder(model, inputIds, opts);
+  try {
+    for (let i = 0; i < (opts.maxNewTokens ?? 32) && !d.finished; i++) {
+      yield d.step();
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    d.close();
+  }
+}
+
+/**
+ * Generates synchronously; returns each row's prompt followed by its new tokens (a row
+ * that emitted a stop token is padded with it while the others continue).
+ */
+export function generate(model: Generator, inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): number[][] {
+  const d = new Decoder(model, inputIds, opts);
+  try {
+    for (let i = 0; i < (opts.maxNewTokens ?? 32) && !d.finished; i++) d.step();
+  } finally {
+    d.close();
+  }
+  return d.seqs;
+}

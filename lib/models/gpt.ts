@@ -1,0 +1,145 @@
+// GPT-2: token + position embeddings, nLayer pre-LN blocks, final LayerNorm, and an
+// output projection tied to the token embedding. Initialised as GPT-2 does: N(0, 0.02),
+// residual projections scaled by 1/√(2·nLayer), zero biases.
+import { noGrad } from '../autograd.js';
+import { arange, randn } from '../ops/creation.js';
+import { crossEntropy } from '../ops/loss.js';
+import { add } from '../ops/elementwise.js';
+import { linear } from '../ops/matmul.js';
+import { reshape } from '../ops/shape.js';
+import { fmt } from '../ops/util.js';
+import type { Tensor } from '../tensor.js';
+import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
+import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import { generate, generateStream, type GenerateOptions } from '../generate.js';
+
+export interface GPTConfig {
+  vocabSize: number;
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  dropout?: number;
+  bias?: boolean;
+}
+
+const PRESETS: Record<string, GPTConfig> = {
+  gpt2: { vocabSize: 50257, blockSize: 1024, nLayer: 12, nHead: 12, nEmbd: 768, dropout: 0, bias: true },
+  'gpt2-medium': { vocabSize: 50257, blockSize: 1024, nLayer: 24, nHead: 16, nEmbd: 1024, dropout: 0, bias: true },
+  'gpt2-large': { vocabSize: 50257, blockSize: 1024, nLayer: 36, nHead: 20, nEmbd: 1280, dropout: 0, bias: true },
+  'gpt2-xl': { vocabSize: 50257, blockSize: 1024, nLayer: 48, nHead: 25, nEmbd: 1600, dropout: 0, bias: true },
+  // small models that train on a CPU in minutes
+  nano: { vocabSize: 256, blockSize: 64, nLayer: 2, nHead: 4, nEmbd: 64, dropout: 0, bias: true },
+  micro: { vocabSize: 256, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true },
+  mini: { vocabSize: 256, blockSize: 256, nLayer: 6, nHead: 6, nEmbd: 192, dropout: 0.1, bias: true },
+};
+
+export function checkGPTConfig(c: GPTConfig): Required<GPTConfig> {
+  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`nodegrad: GPT: config.${k} must be a positive integer (got ${String(c[k])})`);
+  }
+  if (c.nEmbd % c.nHead !== 0) throw new Error(`nodegrad: GPT: nEmbd ${c.nEmbd} must be divisible by nHead ${c.nHead}`);
+  const dropout = c.dropout ?? 0;
+  if (!(dropout >= 0 && dropout < 1)) throw new Error(`nodegrad: GPT: dropout must be in [0, 1) (got ${dropout})`);
+  return { ...c, dropout, bias: c.bias ?? true };
+}
+
+export interface GPTForwardOptions {
+  targets?: Tensor | null;
+  kvCache?: LayerKVCache[];
+  /** Key-padding mask [B, T] (1 = real token). */
+  attentionMask?: Tensor | null;
+}
+
+export class GPT extends Module {
+  readonly config: Required<GPTConfig>;
+  wte: Embedding;
+  wpe: Embedding;
+  drop: Dropout;
+  h: ModuleList<Block>;
+  lnF: LayerNorm;
+
+  static preset(name: string, overrides: Partial<GPTConfig> = {}): GPTConfig {
+    const p = PRESETS[name];
+    if (!p) throw new Error(`nodegrad: GPT.preset: unknown preset '${name}' (known: ${Object.keys(PRESETS).join(', ')})`);
+    return { ...p, ...overrides };
+  }
+  static presets(): string[] { return Object.keys(PRESETS); }
+
+  constructor(config: GPTConfig) {
+    super();
+    const c = checkGPTConfig(config);
+    this.config = c;
+    this.wte = new Embedding(c.vocabSize, c.nEmbd);
+    this.wpe = new Embedding(c.blockSize, c.nEmbd);
+    this.drop = new Dropout(c.dropout);
+    this.h = new ModuleList(Array.from({ length: c.nLayer }, () => new Block(c.nEmbd, { nHead: c.nHead, bias: c.bias, dropout: c.dropout, norm: 'pre', activation: 'tanh' })));
+    this.lnF = new LayerNorm(c.nEmbd, { bias: c.bias });
+    this.initWeights();
+  }
+
+  private initWeights(): void {
+    const c = this.config;
+    noGrad(() => {
+      for (const [name, m] of this.namedModules()) {
+        if (m instanceof Linear) {
+          const std = name.endsWith('cProj') ? 0.02 / Math.sqrt(2 * c.nLayer) : 0.02;
+          m.weight.copy_(randn(m.weight.shape as number[], { std }));
+          m.bias?.zero_();
+        } else if (m instanceof Embedding) {
+          m.weight.copy_(randn(m.weight.shape as number[], { std: 0.02 }));
+        }
+      }
+    });
+  }
+
+  forward(inputIds: Tensor, opts: GPTForwardOptions = {}): { logits: Tensor; loss?: Tensor } {
+    const c = this.config;
+    if (inputIds.dtype !== 'int32' || inputIds.ndim !== 2) {
+      throw new Error(`nodegrad: GPT.forward: inputIds must be an int32 tensor [B, T] (got ${inputIds.dtype} ${fmt(inputIds.shape)})`);
+    }
+    const [B, T] = inputIds.shape;
+    const past = opts.kvCache?.[0]?.k?.shape[2] ?? 0;
+    if (past + T > c.blockSize) {
+      throw new Error(`nodegrad: GPT.forward: sequence length ${past + T} exceeds blockSize ${c.blockSize}`);
+    }
+    const pos = arange(past, past + T);
+    let x = add(this.wte.forward(inputIds), this.wpe.forward(pos));
+    x = this.drop.forward(x);
+    let i = 0;
+    for (const block of this.h) {
+      x = block.forward(x, { isCausal: true, kvCache: opts.kvCache?.[i++], keyPaddingMask: opts.attentionMask });
+    }
+    x = this.lnF.forward(x);
+    const logits = linear(x, this.wte.weight); // tied output projection
+    if (!opts.targets) return { logits };
+    const t = opts.targets;
+    if (t.dtype !== 'int32' || t.shape.join(',') !== `${B},${T}`) {
+      throw new Error(`nodegrad: GPT.forward: targets must be int32 [${B}, ${T}] (got ${t.dtype} ${fmt(t.shape)})`);
+    }
+    const loss = crossEntropy(reshape(logits, [B * T, c.vocabSize]), reshape(t, [B * T]), { ignoreIndex: -100 });
+    return { logits, loss };
+  }
+
+  /** Number of parameters; excludes position embeddings when nonEmbedding (as nanoGPT reports). */
+  numParams(nonEmbedding = false): number {
+    const n = this.numParameters();
+    return nonEmbedding ? n - this.wpe.weight.numel : n;
+  }
+
+  /** Training FLOPs per token: 6N + 6·L·C·T (forward + backward, attention included). */
+  flopsPerToken(seqLen = this.config.blockSize): number {
+    const c = this.config;
+    return 6 * this.numParams(true) + 6 * c.nLayer * c.nEmbd * seqLen;
+  }
+
+  newKVCache(): LayerKVCache[] { return emptyKVCache(this.config.nLayer); }
+
+  generate(inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): number[][] {
+    return generate(this, inputIds, opts);
+  }
+  generateStream(inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): AsyncGenerator<number[]> {
+    return generateStream(this, inputIds, opts);
+  }
+}

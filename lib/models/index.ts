@@ -1,0 +1,1 @@
+export { GPT, checkGPTConfig, type GPTConfig, type GPTForwardOptions } from './gpt.js';
