@@ -29,8 +29,14 @@ class Pool {
     if (n == nthreads_) return;
     stop();
     nthreads_ = n;
-    quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      quit_ = false;
+      gen = generation_;
+    }
+    // New workers start from the current generation so they do not run a finished job.
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
 
   void run(int nt, const std::function<void(int, int)>& fn) {
@@ -57,8 +63,7 @@ class Pool {
   }
 
  private:
-  void loop(int tid) {
-    uint64_t seen = 0;
+  void loop(int tid, uint64_t seen) {
     for (;;) {
       const std::function<void(int, int)>* job;
       int nt;
