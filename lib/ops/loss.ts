@@ -1,0 +1,240 @@
+// Losses: crossEntropy and nllLoss over class indices (fused kernels: the cross-entropy
+// forward saves one log-sum-exp per row and its backward recomputes the softmax, so no
+// [N, C] probability tensor is kept), binaryCrossEntropyWithLogits (fused, numerically
+// stable), mseLoss (composed from public ops). Reductions follow PyTorch: 'mean' over
+// class indices divides by the summed weight of the non-ignored targets.
+import type { TypedArray } from '../dtype.js';
+import { needsGrad, noGrad, record } from '../autograd.js';
+import { native } from '../native.js';
+import type { Tensor } from '../tensor.js';
+import { cast, div, mul, sub } from './elementwise.js';
+import { mean, sum, sumToShape } from './reduce.js';
+import { contiguous, expand } from './shape.js';
+import { broadcastShapes, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
+
+declare module '../native.js' {
+  interface NativeAddon {
+    crossEntropyForward(logits: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
+      I: number, ignoreIndex: number, labelSmoothing: number, loss: TypedArray, lse: TypedArray): number;
+    crossEntropyBackward(logits: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
+      I: number, ignoreIndex: number, labelSmoothing: number, lse: TypedArray, g: TypedArray, dlogits: TypedArray): void;
+    nllLossForward(logProbs: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
+      I: number, ignoreIndex: number, loss: TypedArray): number;
+    nllLossBackward(dlogProbs: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
+      I: number, ignoreIndex: number, g: TypedArray): void;
+    bceWithLogitsForward(x: TypedArray, y: TypedArray, posWeight: TypedArray | null, n: number, loss: TypedArray): void;
+    bceWithLogitsBackward(x: TypedArray, y: TypedArray, posWeight: TypedArray | null, g: TypedArray, n: number,
+      dx: TypedArray | null, dy: TypedArray | null, dposWeight: TypedArray | null): void;
+  }
+}
+
+export type Reduction = 'mean' | 'sum' | 'none';
+
+export interface CrossEntropyOptions {
+  ignoreIndex?: number;
+  labelSmoothing?: number;
+  reduction?: Reduction;
+  weight?: Tensor | null;
+}
+export interface NllLossOptions { ignoreIndex?: number; reduction?: Reduction; weight?: Tensor | null }
+export interface BceWithLogitsOptions { reduction?: Reduction; posWeight?: Tensor | null; weight?: Tensor | null }
+
+function checkReduction(r: unknown, op: string): Reduction {
+  if (r === undefined) return 'mean';
+  if (r !== 'mean' && r !== 'sum' && r !== 'none') {
+    throw new Error(`nodegrad: ${op}: reduction must be 'mean', 'sum' or 'none' (got ${JSON.stringify(r)})`);
+  }
+  return r;
+}
+
+function checkF32F64(t: Tensor, op: string, what: string): void {
+  if (t.dtype !== 'float32' && t.dtype !== 'float64') {
+    throw new Error(`nodegrad: ${op}: ${what} must be float32 or float64 (got ${t.dtype}, shape ${fmt(t.shape)})`);
+  }
+  if (t.device !== 'cpu') throw new Error(`nodegrad: ${op}: no kernel for device ${t.device} yet`);
+}
+
+/** A contiguous copy (or t itself) with the given dtype, made without recording a node. */
+function dense(t: Tensor, dtype: Tensor['dtype']): Tensor {
+  return noGrad(() => contiguous(cast(t, dtype)));
+}
+
+interface ClassShape { N: number; C: number; I: number; outShape: number[] }
+
+// input [C] + target [], or [N, C, d1, ...] + target [N, d1, ...] (class dim at 1).
+function classShape(x: Tensor, t: Tensor, op: string): ClassShape {
+  if (t.dtype !== 'int32') {
+    throw new Error(`nodegrad: ${op}: targets must be int32 class indices (got ${t.dtype}, shape ${fmt(t.shape)})`);
+  }
+  if (x.ndim === 0) throw new Error(`nodegrad: ${op}: input must have a class dimension (got a scalar)`);
+  const expected = x.ndim === 1 ? [] : [x.shape[0], ...x.shape.slice(2)];
+  if (fmt(t.shape) !== fmt(expected)) {
+    throw new Error(`nodegrad: ${op}: input ${fmt(x.shape)} needs targets of shape ${fmt(expected)} (got ${fmt(t.shape)}; ` +
+      'the class dimension is dim 1, as in PyTorch)');
+  }
+  const C = x.ndim === 1 ? x.shape[0] : x.shape[1];
+  if (C === 0) throw new Error(`nodegrad: ${op}: input has no classes (shape ${fmt(x.shape)})`);
+  const N = x.ndim === 1 ? 1 : x.shape[0];
+  return { N, C, I: numelOf(x.shape.slice(2)), outShape: expected };
+}
+
+function classWeight(w: Tensor | null | undefined, x: Tensor, C: number, op: string): Tensor | null {
+  if (w === undefined || w === null) return null;
+  checkTensor(w, op, 'weight');
+  if (w.ndim !== 1 || w.shape[0] !== C) {
+    throw new Error(`nodegrad: ${op}: weight must have shape [${C}] (one per class; got ${fmt(w.shape)})`);
+  }
+  if (w.dtype !== 'float32' && w.dtype !== 'float64') throw new Error(`nodegrad: ${op}: weight must be floating-point (got ${w.dtype})`);
+  return dense(w, x.dtype);
+}
+
+function checkIgnoreIndex(ii: unknown, op: string): number {
+  if (typeof ii !== 'number' || !Number.isInteger(ii) || Math.abs(ii) > 2 ** 31) {
+    throw new Error(`nodegrad: ${op}: ignoreIndex must be an integer (got ${String(ii)})`);
+  }
+  return ii;
+}
+
+/** Applies the reduction to per-row losses; 'mean' divides by `total` (the summed target weight). */
+function reduceRows(loss: Tensor, reduction: Reduction, total: number): Tensor {
+  if (reduction === 'none') return loss;
+  const s = sum(loss);
+  return reduction === 'sum' ? s : div(s, total);
+}
+
+/**
+ * Cross-entropy between logits [N, C] (or [C], or [N, C, d1, ...]) and int32 class
+ * indices [N] (or [], or [N, d1, ...]), as torch.nn.functional.cross_entropy.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const op = 'crossEntropy';
+  checkTensor(logits, op, 'logits');
+  checkTensor(targets, op, 'targets');
+  checkSameDevice(op, logits, targets, opts.weight);
+  checkF32F64(logits, op, 'logits');
+  const reduction = checkReduction(opts.reduction, op);
+  const ignoreIndex = checkIgnoreIndex(opts.ignoreIndex ?? -100, op);
+  const eps = opts.labelSmoothing ?? 0;
+  if (typeof eps !== 'number' || !(eps >= 0 && eps <= 1)) {
+    throw new Error(`nodegrad: ${op}: labelSmoothing must be in [0, 1] (got ${String(eps)})`);
+  }
+  const { N, C, I, outShape } = classShape(logits, targets, op);
+  const w = classWeight(opts.weight, logits, C, op);
+  const x = dense(logits, logits.dtype);
+  const t = dense(targets, 'int32');
+  const loss = empty(outShape, logits.dtype, logits.device);
+  const lse = empty(outShape, logits.dtype, logits.device);
+  const wbuf = w ? flat(w, op) : null;
+  const total = native.crossEntropyForward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, eps,
+    loss.storage.data, lse.storage.data);
+  if (needsGrad(logits)) {
+    record(loss, op, [logits], (g) => {
+      const gc = dense(g, logits.dtype);
+      const dx = empty(logits.shape, logits.dtype, logits.device);
+      native.crossEntropyBackward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, eps, lse.storage.data,
+        flat(gc, op), dx.storage.data);
+      return [dx];
+    });
+  }
+  return reduceRows(loss, reduction, total);
+}
+
+/** Negative log-likelihood of log-probabilities [N, C] (or [C], [N, C, d1, ...]) at int32 targets. */
+export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions = {}): Tensor {
+  const op = 'nllLoss';
+  checkTensor(logProbs, op, 'logProbs');
+  checkTensor(targets, op, 'targets');
+  checkSameDevice(op, logProbs, targets, opts.weight);
+  checkF32F64(logProbs, op, 'logProbs');
+  const reduction = checkReduction(opts.reduction, op);
+  const ignoreIndex = checkIgnoreIndex(opts.ignoreIndex ?? -100, op);
+  const { N, C, I, outShape } = classShape(logProbs, targets, op);
+  const w = classWeight(opts.weight, logProbs, C, op);
+  const x = dense(logProbs, logProbs.dtype);
+  const t = dense(targets, 'int32');
+  const loss = empty(outShape, logProbs.dtype, logProbs.device);
+  const wbuf = w ? flat(w, op) : null;
+  const total = native.nllLossForward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, loss.storage.data);
+  if (needsGrad(logProbs)) {
+    record(loss, op, [logProbs], (g) => {
+      const gc = dense(g, logProbs.dtype);
+      const dx = empty(logProbs.shape, logProbs.dtype, logProbs.device);
+      native.nllLossBackward(dx.storage.data, flat(t, op), wbuf, N, C, I, ignoreIndex, flat(gc, op));
+      return [dx];
+    });
+  }
+  return reduceRows(loss, reduction, total);
+}
+
+function reduceElements(loss: Tensor, reduction: Reduction): Tensor {
+  return reduction === 'none' ? loss : reduction === 'sum' ? sum(loss) : mean(loss);
+}
+
+/** Mean (or summed) squared error; input and target must have the same shape. */
+export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  const op = 'mseLoss';
+  checkTensor(input, op, 'input');
+  checkTensor(target, op, 'target');
+  checkSameDevice(op, input, target);
+  const reduction = checkReduction(opts.reduction, op);
+  if (fmt(input.shape) !== fmt(target.shape)) {
+    throw new Error(`nodegrad: ${op}: input and target must have the same shape (got shapes ${fmt(input.shape)} and ${fmt(target.shape)})`);
+  }
+  if (input.dtype !== 'float32' && input.dtype !== 'float64') {
+    throw new Error(`nodegrad: ${op}: input must be float32 or float64 (got ${input.dtype})`);
+  }
+  const d = sub(input, target.dtype === input.dtype ? target : cast(target, input.dtype));
+  return reduceElements(mul(d, d), reduction);
+}
+
+/**
+ * Binary cross-entropy on logits, computed as (1 - y) x + (1 + (posWeight - 1) y) softplus(-x)
+ * with softplus(-x) = max(-x, 0) + log1p(exp(-|x|)), which never overflows. posWeight and
+ * weight broadcast against the input (posWeight is typically [numClasses]).
+ */
+export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, opts: BceWithLogitsOptions = {}): Tensor {
+  const op = 'binaryCrossEntropyWithLogits';
+  checkTensor(logits, op, 'logits');
+  checkTensor(targets, op, 'targets');
+  checkSameDevice(op, logits, targets, opts.posWeight, opts.weight);
+  checkF32F64(logits, op, 'logits');
+  const reduction = checkReduction(opts.reduction, op);
+  if (fmt(logits.shape) !== fmt(targets.shape)) {
+    throw new Error(`nodegrad: ${op}: targets must have the same shape as logits (got shapes ${fmt(logits.shape)} and ${fmt(targets.shape)})`);
+  }
+  const dt = logits.dtype;
+  const shape = [...logits.shape];
+  const pwIn = opts.posWeight ?? null;
+  if (pwIn) {
+    checkTensor(pwIn, op, 'posWeight');
+    if (fmt(broadcastShapes(pwIn.shape, shape, op)) !== fmt(shape)) {
+      throw new Error(`nodegrad: ${op}: posWeight of shape ${fmt(pwIn.shape)} does not broadcast to the logits' shape ${fmt(shape)}`);
+    }
+  }
+  if (opts.weight) {
+    checkTensor(opts.weight, op, 'weight');
+    if (fmt(broadcastShapes(opts.weight.shape, shape, op)) !== fmt(shape)) {
+      throw new Error(`nodegrad: ${op}: weight of shape ${fmt(opts.weight.shape)} does not broadcast to the logits' shape ${fmt(shape)}`);
+    }
+  }
+  const x = dense(logits, dt);
+  const y = dense(targets, dt);
+  const pw = pwIn ? dense(noGrad(() => expand(pwIn, shape)), dt) : null;
+  const n = numelOf(shape);
+  const loss = empty(shape, dt, logits.device);
+  native.bceWithLogitsForward(flat(x, op), flat(y, op), pw ? flat(pw, op) : null, n, loss.storage.data);
+  if (needsGrad(logits, targets, pwIn)) {
+    record(loss, op, [logits, targets, pwIn], (g) => {
+      const gc = dense(g, dt);
+      const dx = logits.requiresGrad ? empty(shape, dt, logits.device) : null;
+      const dy = targets.requiresGrad ? empty(shape, dt, logits.device) : null;
+      const dpw = pwIn?.requiresGrad ? empty(shape, dt, logits.device) : null;
+      native.bceWithLogitsBackward(flat(x, op), flat(y, op), pw ? flat(pw, op) : null, flat(gc, op), n,
+        dx ? dx.storage.data : null, dy ? dy.storage.data : null, dpw ? dpw.storage.data : null);
+      return [dx, dy, dpw && pwIn ? sumToShape(dpw, pwIn.shape) : null];
+    });
+  }
+  let out = loss;
+  if (opts.weight) out = mul(loss, opts.weight);
+  return reduceElements(out, reduction);
+}
