@@ -108,7 +108,8 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
   try {
     scope(() => {
       const grads = new Map<Tensor, Tensor>();
-      grads.set(root, gradient ?? root.onesLike());
+      // an explicit gradient of another dtype (float64 for a float32 output) is converted
+      grads.set(root, gradient ? gradient.to(root.dtype) : root.onesLike());
       const claimed = new Set<number>();
       const accumulateLeaf = (leaf: Tensor, g: Tensor): void => {
         if (leaf.grad === null || leaf.grad.isDisposed) {

@@ -51,3 +51,54 @@ export function promoteTypes(a: DType, b: DType): DType {
   if ((a === 'bfloat16' && b === 'float16') || (a === 'float16' && b === 'bfloat16')) return 'float32';
   return rank[a] >= rank[b] ? a : b;
 }
+
+// IEEE float16 <-> float32 on the CPU. The native layer sees every Uint16Array as bfloat16,
+// so float16 conversions are done here (they only happen at load/convert time).
+let f16Table: Float32Array | null = null;
+/** float16 bit patterns -> float32 values. */
+export function f16ToF32(src: ArrayLike<number>): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) {
+      const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+      f16Table[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+    }
+  }
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f16Table[src[i]];
+  return out;
+}
+
+/** float32 values -> float16 bit patterns, round to nearest even (overflow -> inf, NaN stays NaN). */
+export function f32ToF16(src: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(src.length);
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  for (let i = 0; i < src.length; i++) {
+    f[0] = src[i];
+    const x = u[0], sign = (x >>> 16) & 0x8000, e = (x >>> 23) & 255, m = x & 0x7fffff;
+    let h: number;
+    if (e === 255) h = sign | 0x7c00 | (m ? 0x200 : 0);
+    else {
+      const ue = e - 127 + 15;
+      if (ue >= 31) h = sign | 0x7c00;
+      else if (ue <= 0) {
+        if (ue < -10) h = sign;
+        else {
+          // subnormal: shift the implicit-1 mantissa, round to nearest even
+          const mm = m | 0x800000, shift = 14 - ue;
+          let v = mm >>> shift;
+          const rem = mm & ((1 << shift) - 1), half = 1 << (shift - 1);
+          if (rem > half || (rem === half && (v & 1))) v++;
+          h = sign | v;
+        }
+      } else {
+        let v = (ue << 10) | (m >>> 13);
+        const rem = m & 0x1fff;
+        if (rem > 0x1000 || (rem === 0x1000 && (v & 1))) v++; // may carry into the exponent (-> inf): correct
+        h = sign | v;
+      }
+    }
+    out[i] = h;
+  }
+  return out;
+}

@@ -79,6 +79,7 @@ export function scope<T>(fn: () => T): T {
     throw e;
   }
   if (result instanceof Promise) {
+    endScope(undefined);
     throw new Error('nodegrad: scope: the function returned a Promise; use scopeAsync for async work');
   }
   endScope(result);

@@ -97,7 +97,7 @@ export class Tensor {
   item(): number {
     this.assertLive('item');
     if (this.numel !== 1) throw new Error(`nodegrad: item: tensor has ${this.numel} elements, expected exactly 1 (shape [${this.shape.join(',')}])`);
-    return cr.readData(this)[0];
+    return cr.readValues(this)[0];
   }
   toString(): string { return cr.format(this); }
   [Symbol.for('nodejs.util.inspect.custom')](): string { return cr.format(this); }
@@ -213,7 +213,11 @@ export class Tensor {
   fill_(value: number): this { ew.fill_(this, value); return this; }
   zero_(): this { ew.fill_(this, 0); return this; }
   copy_(src: Tensor): this { ew.copy_(this, src); return this; }
-  clamp_(min?: number | null, max?: number | null): this { ew.copy_(this, ew.clamp(this, min, max)); return this; }
+  clamp_(min?: number | null, max?: number | null): this {
+    const c = ew.clamp(this, min, max);
+    try { ew.copy_(this, c); } finally { c.dispose(); }
+    return this;
+  }
 
   // ---- reductions -------------------------------------------------------------------
   sum(dim?: Dims, keepdim = false): Tensor { return rd.sum(this, dim, keepdim); }

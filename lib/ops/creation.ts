@@ -1,5 +1,5 @@
 // Creating tensors and reading them back.
-import { allocTyped, checkDType, itemSize, typedDType, type DType, type TypedArray } from '../dtype.js';
+import { allocTyped, checkDType, f16ToF32, f32ToF16, itemSize, typedDType, type DType, type TypedArray } from '../dtype.js';
 import { native } from '../native.js';
 import { nextRandom } from '../random.js';
 import { Storage, parseDevice, type Device } from '../storage.js';
@@ -104,8 +104,12 @@ export function tensor(data: NestedArray | TypedArray | number[], opts: CreateOp
   }
   flatten(data, shape, t.storage.data, op);
   if (opts.shape) {
-    const r = t.reshape(opts.shape);
-    return finish(r, opts, op);
+    // the view keeps the storage alive; the shapeless tensor is not handed out
+    try {
+      return finish(t.reshape(opts.shape), opts, op);
+    } finally {
+      t.dispose();
+    }
   }
   return finish(t, opts, op);
 }
@@ -116,7 +120,9 @@ export function full(shape: readonly number[], value: number, opts: CreateOption
   const device = parseDevice(opts.device, 'full');
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new Error(`nodegrad: full: value must be a number (got ${typeof value})`);
   const t = empty(s, dtype, device);
-  if (value !== 0) native.fill(s, t.storage.data, 0, t.strides as number[], Number(value));
+  // float16 is filled with its bit pattern here: the native fill encodes 16-bit buffers as bfloat16
+  if (dtype === 'float16') t.storage.data.fill(f32ToF16([Number(value)])[0]);
+  else if (value !== 0) native.fill(s, t.storage.data, 0, t.strides as number[], Number(value));
   return finish(t, opts, 'full');
 }
 
@@ -205,8 +211,21 @@ export function readData(t: Tensor): TypedArray {
   return out;
 }
 
+/**
+ * Row-major values as numbers: like readData, except that bfloat16 and float16 (stored as
+ * raw 16-bit patterns, which readData returns unchanged for writers of raw bytes) become float32.
+ */
+export function readValues(t: Tensor): TypedArray {
+  const d = readData(t);
+  if (t.dtype === 'float16') return f16ToF32(d);
+  if (t.dtype !== 'bfloat16') return d;
+  const bits = new Uint32Array(d.length);
+  for (let i = 0; i < d.length; i++) bits[i] = d[i] << 16;
+  return new Float32Array(bits.buffer);
+}
+
 export function toNested(t: Tensor): NestedArray {
-  const data = readData(t);
+  const data = readValues(t);
   const conv = t.dtype === 'bool' ? (v: number) => v !== 0 : (v: number) => v;
   const build = (d: number, off: number): NestedArray => {
     if (d === t.ndim) return conv(data[off]) as number;
@@ -219,15 +238,22 @@ export function toNested(t: Tensor): NestedArray {
   return build(0, 0);
 }
 
+// Like JSON.stringify of the nested values, but NaN and ±Infinity print as themselves.
+function formatNested(v: NestedArray): string {
+  if (Array.isArray(v)) return `[${v.map(formatNested).join(',')}]`;
+  if (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v)) return String(+v.toFixed(4));
+  return String(v);
+}
+
 export function format(t: Tensor): string {
   if (t.isDisposed) return `Tensor(disposed, shape=${fmt(t.shape)}, dtype=${t.dtype})`;
   const big = t.numel > 1000;
   let body: string;
   if (big) {
-    const d = readData(t);
+    const d = readValues(t);
     body = `[${Array.from(d.subarray(0, 6) as ArrayLike<number>).map((v) => +v.toFixed(4)).join(', ')}, ...]`;
   } else {
-    body = JSON.stringify(toNested(t), (_k, v) => (typeof v === 'number' && !Number.isInteger(v) ? +v.toFixed(4) : v));
+    body = formatNested(toNested(t));
   }
   const grad = t.gradFn ? `, gradFn=${t.gradFn.name}` : t.requiresGrad ? ', requiresGrad=true' : '';
   return `Tensor(${body}, shape=${fmt(t.shape)}, dtype=${t.dtype}, device=${t.device}${grad})`;

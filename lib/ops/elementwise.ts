@@ -1,11 +1,11 @@
 // Broadcasting binary ops, unary ops, comparisons, where/maskedFill, casts and the
 // in-place updates optimizers use. One native call per op over strided views; the
 // backward formulas are written with public ops (so they serve every backend).
-import { isFloating, promoteTypes, type DType } from '../dtype.js';
+import { f16ToF32, f32ToF16, isFloating, promoteTypes, type DType } from '../dtype.js';
 import { isGradEnabled, needsGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
-import { full } from './creation.js';
+import { full, readData } from './creation.js';
 import { sumToShape } from './reduce.js';
 import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, fmt, va } from './util.js';
 
@@ -31,8 +31,12 @@ function opName(code: number): string {
 export function cast(t: Tensor, dtype: DType): Tensor {
   checkTensor(t, 'to');
   if (t.dtype === dtype) return t;
-  const out = empty(t.shape, dtype, t.device);
-  native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
+  let out: Tensor;
+  if (dtype === 'float16' || t.dtype === 'float16') out = castHalf(t, dtype);
+  else {
+    out = empty(t.shape, dtype, t.device);
+    native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
+  }
   if (needsGrad(t) && isFloating(dtype)) {
     const from = t.dtype;
     record(out, 'to', [t], (g) => [cast(g, from)]);
@@ -40,9 +44,31 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   return out;
 }
 
+// float16 conversions go through float32 in JavaScript: the kernels read every 16-bit
+// buffer as bfloat16.
+function castHalf(t: Tensor, dtype: DType): Tensor {
+  if (t.dtype === 'float16') {
+    const f = empty(t.shape, 'float32', t.device);
+    (f.storage.data as Float32Array).set(f16ToF32(readData(t)));
+    if (dtype === 'float32') return f;
+    const out = empty(t.shape, dtype, t.device);
+    native.copy([...t.shape], ...va(out, 'to'), ...va(f, 'to'));
+    f.dispose();
+    return out;
+  }
+  const f = empty(t.shape, 'float32', t.device);
+  native.copy([...t.shape], ...va(f, 'to'), ...va(t, 'to'));
+  const out = empty(t.shape, 'float16', t.device);
+  (out.storage.data as Uint16Array).set(f32ToF16(f.storage.data));
+  f.dispose();
+  return out;
+}
+
 function scalarDType(t: Tensor, s: number, code: number): DType {
-  if (t.dtype === 'bool' && !COMPARE.has(code)) return Number.isInteger(s) ? 'int32' : 'float32';
-  if (t.dtype === 'int32' && (!Number.isInteger(s) || code === Bin.div || code === Bin.pow && s < 0)) return 'float32';
+  if (t.dtype === 'bool') return Number.isInteger(s) && Math.abs(s) < 2 ** 31 ? 'int32' : 'float32';
+  if (t.dtype === 'int32' && (!Number.isInteger(s) || Math.abs(s) >= 2 ** 31 || code === Bin.div || code === Bin.pow && s < 0)) {
+    return 'float32';
+  }
   return t.dtype;
 }
 
@@ -86,7 +112,7 @@ function shapeOf(v: TensorLike): number[] {
 }
 
 export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  if (alpha !== undefined && alpha !== 1) b = mul(b as Tensor, alpha);
+  if (alpha !== undefined && alpha !== 1) b = typeof b === 'number' ? b * alpha : mul(b, alpha);
   const out = binaryRaw(Bin.add, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
@@ -96,7 +122,7 @@ export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
 }
 
 export function sub(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  if (alpha !== undefined && alpha !== 1) b = mul(b as Tensor, alpha);
+  if (alpha !== undefined && alpha !== 1) b = typeof b === 'number' ? b * alpha : mul(b, alpha);
   const out = binaryRaw(Bin.sub, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
@@ -138,6 +164,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     const x = isFloating(a.dtype) || Number.isInteger(b) && b >= 0 ? a : cast(a, 'float32');
     const out = empty(x.shape, x.dtype, x.device);
     native.unary(Un.powScalar, [...x.shape], ...va(out, 'pow'), ...va(x, 'pow'), b, 0);
+    if (x !== a) x.dispose();
     if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))]);
     return out;
   }
@@ -147,7 +174,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     const ta = asT(a), tb = asT(b);
     record(out, 'pow', [ta, tb], (g) => [
       ta?.requiresGrad ? sumToShape(mul(g, mul(b, pow(a, sub(b, 1)))), sa) : null,
-      tb?.requiresGrad ? sumToShape(mul(g, mul(out, log(a as Tensor))), sb) : null,
+      tb?.requiresGrad ? sumToShape(mul(g, typeof a === 'number' ? mul(out, Math.log(a)) : mul(out, log(a))), sb) : null,
     ]);
   }
   return out;
@@ -185,7 +212,7 @@ export function remainder(a: TensorLike, b: TensorLike): Tensor { return binaryR
 
 // ---- unary ---------------------------------------------------------------------------
 const FLOAT_ONLY = new Set<number>([Un.exp, Un.log, Un.sqrt, Un.rsqrt, Un.tanh, Un.sigmoid, Un.gelu, Un.geluTanh,
-  Un.silu, Un.sin, Un.cos, Un.reciprocal, Un.log1p, Un.expm1, Un.erf]);
+  Un.silu, Un.sin, Un.cos, Un.reciprocal, Un.log1p, Un.expm1, Un.erf, Un.leakyRelu]);
 
 /** Raw unary op without autograd. */
 export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta = 0): Tensor {
@@ -254,6 +281,13 @@ export function gelu(x: Tensor, opts: { approximate?: 'none' | 'tanh' } = {}): T
 export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
   const lo = min ?? -Infinity, hi = max ?? Infinity;
   if (Number.isNaN(lo) || Number.isNaN(hi)) throw new Error('nodegrad: clamp: bounds must not be NaN');
+  const fractional = (v: number): boolean => Number.isFinite(v) && !Number.isInteger(v);
+  if (!isFloating(x.dtype) && (fractional(lo) || fractional(hi))) {
+    const xf = cast(x, 'float32');
+    const out = clamp(xf, lo, hi);
+    xf.dispose();
+    return out;
+  }
   return unary(Un.clamp, 'clamp', x, (g, x) => mul(g, cast(logicalAnd(ge(x, lo), le(x, hi)), g.dtype)), lo, hi);
 }
 
@@ -267,7 +301,13 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   checkTensor(condition, 'where', 'condition');
   const ta = asT(a), tb = asT(b);
   const ref = ta ?? tb;
-  const dt = ta && tb ? promoteTypes(ta.dtype, tb.dtype) : ref ? ref.dtype : 'float32';
+  let dt: DType = ta && tb ? promoteTypes(ta.dtype, tb.dtype) : ref ? ref.dtype : 'float32';
+  if (ref && !(ta && tb)) {
+    // a number next to an integer tensor: 0.5 needs float32, 2 next to bool needs int32
+    const s = (ta ? b : a) as number;
+    if (!isFloating(dt) && !Number.isInteger(s)) dt = 'float32';
+    else if (dt === 'bool' && s !== 0 && s !== 1) dt = 'int32';
+  }
   const device = checkSameDevice('where', condition, ta, tb);
   const A = ta ? cast(ta, dt) : full([], a as number, { dtype: dt, device });
   const B = tb ? cast(tb, dt) : full([], b as number, { dtype: dt, device });
@@ -276,6 +316,9 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const out = empty(shape, dt, device);
   native.where(shape, ...va(out, 'where'), c.storage.data, c.offset, broadcastStrides(c, shape),
     A.storage.data, A.offset, broadcastStrides(A, shape), B.storage.data, B.offset, broadcastStrides(B, shape));
+  if (A !== ta) A.dispose();
+  if (B !== tb) B.dispose();
+  if (!needsGrad(ta, tb) && c !== condition) c.dispose();
   if (needsGrad(ta, tb)) {
     const sa = shapeOf(a), sb = shapeOf(b);
     record(out, 'where', [ta, tb], (g) => {
@@ -300,7 +343,13 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
   if (fmt(shape) !== fmt(x.shape)) {
     throw new Error(`nodegrad: maskedFill: mask of shape ${fmt(mask.shape)} does not broadcast to the input's shape ${fmt(x.shape)}`);
   }
-  return where(mask, value, x);
+  // the result keeps x's dtype (a fractional value in an int32 tensor truncates, as in PyTorch)
+  const v = full([], value, { dtype: x.dtype, device: x.device });
+  try {
+    return where(mask, v, x);
+  } finally {
+    v.dispose();
+  }
 }
 
 // ---- in place ---------------------------------------------------------------------------
@@ -309,6 +358,23 @@ function checkInplace(t: Tensor, op: string): void {
   if (isGradEnabled() && t.requiresGrad && t.isLeaf) {
     throw new Error(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; wrap it in noGrad()`);
   }
+  if (t.shape.some((n, i) => n > 1 && t.strides[i] === 0)) {
+    throw new Error(`nodegrad: ${op}: the target is an expanded view (shape ${fmt(t.shape)}, strides ${fmt(t.strides)}) whose elements share memory; call contiguous() first`);
+  }
+}
+
+/**
+ * A source that shares storage with the target but is a different view (t.add_(t.T),
+ * copying a slice onto a shifted slice) would be read after parts of it were written:
+ * such a source is copied first. The identical view is safe (each element is read
+ * before it is written, by the same thread).
+ */
+function unaliased(target: Tensor, src: Tensor): Tensor {
+  if (src.storage !== target.storage) return src;
+  if (src.offset === target.offset && fmt(src.strides) === fmt(target.strides) && fmt(src.shape) === fmt(target.shape)) return src;
+  const c = empty(src.shape, src.dtype, src.device);
+  native.copy([...src.shape], ...va(c, 'copy'), ...va(src, 'copy'));
+  return c;
 }
 
 const INPLACE: Record<string, number> = { add_: Bin.add, sub_: Bin.sub, mul_: Bin.mul, div_: Bin.div };
@@ -326,7 +392,7 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
   if (fmt(shape) !== fmt(t.shape)) {
     throw new Error(`nodegrad: ${op}: other of shape ${fmt(other.shape)} does not broadcast to the target's shape ${fmt(t.shape)}`);
   }
-  let o = other.dtype === t.dtype ? other : cast(other, t.dtype);
+  let o = other.dtype === t.dtype ? unaliased(t, other) : cast(other, t.dtype);
   if (alpha !== undefined && alpha !== 1) {
     const scaled = unaryRaw(Un.affine, o, op, alpha, 0);
     if (o !== other) o.dispose();
@@ -338,6 +404,14 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
 
 export function fill_(t: Tensor, value: number): void {
   checkInplace(t, 'fill_');
+  if (t.dtype === 'float16') {
+    // raw 16-bit copy of the float16 pattern (the native fill would encode bfloat16)
+    const v = empty([], 'float16', t.device);
+    (v.storage.data as Uint16Array)[0] = f32ToF16([value])[0];
+    native.copy([...t.shape], ...va(t, 'fill_'), v.storage.data, 0, t.shape.map(() => 0));
+    v.dispose();
+    return;
+  }
   native.fill([...t.shape], ...va(t, 'fill_'), value);
 }
 
@@ -349,5 +423,8 @@ export function copy_(dst: Tensor, src: Tensor): void {
   if (fmt(shape) !== fmt(dst.shape)) {
     throw new Error(`nodegrad: copy_: source of shape ${fmt(src.shape)} does not broadcast to the destination's shape ${fmt(dst.shape)}`);
   }
-  native.copy([...dst.shape], ...va(dst, 'copy_'), src.storage.data, src.offset, broadcastStrides(src, dst.shape));
+  // float16 <-> other dtypes convert in JavaScript first; the kernel then copies raw bits
+  const s = (dst.dtype === 'float16') !== (src.dtype === 'float16') ? cast(src, dst.dtype) : unaliased(dst, src);
+  native.copy([...dst.shape], ...va(dst, 'copy_'), s.storage.data, s.offset, broadcastStrides(s, dst.shape));
+  if (s !== src) s.dispose();
 }

@@ -31,8 +31,11 @@ function outShape(shape: readonly number[], dims: number[], keepdim: boolean): n
 /** Runs a reduction without autograd. Returns values (and indices for max/min). */
 function reduceRaw(code: number, x: Tensor, dims: number[], keepdim: boolean, name: string, correction = 0,
   withIdx = false): { values: Tensor; indices: Tensor | null } {
-  let src = x.dtype === 'bool' ? cast(x, 'int32') : x;
-  if ((code === R.mean || code === R.var) && !isFloating(src.dtype)) src = cast(src, 'float32');
+  if (dims.some((d) => x.shape[d] === 0) && (code === R.max || code === R.min || code === R.argmax || code === R.argmin)) {
+    throw new Error(`nodegrad: ${name}: cannot reduce over an empty dimension (shape ${fmt(x.shape)})`);
+  }
+  const floatOut = (code === R.mean || code === R.var) && !isFloating(x.dtype);
+  const src = floatOut ? cast(x, 'float32') : x.dtype === 'bool' ? cast(x, 'int32') : x;
   const shape = outShape(x.shape, dims, keepdim);
   // Bring the reduced dims together: if they are not one adjacent block, move them last.
   let lo = dims[0] ?? 0, hi = dims[dims.length - 1] ?? -1;
@@ -51,9 +54,6 @@ function reduceRaw(code: number, x: Tensor, dims: number[], keepdim: boolean, na
   const isArg = code === R.argmax || code === R.argmin;
   const values = empty(shape, isArg ? 'int32' : c.dtype, x.device);
   const indices = withIdx ? empty(shape, 'int32', x.device) : null;
-  if (Rn === 0 && (code === R.max || code === R.min || isArg)) {
-    throw new Error(`nodegrad: ${name}: cannot reduce over an empty dimension (shape ${fmt(x.shape)})`);
-  }
   native.reduce(code, flat(c, name), M, Rn, I, values.storage.data, indices ? (indices.storage.data as Int32Array) : null, correction);
   if (c !== work && c !== src) c.dispose();
   if (work !== src) work.dispose();
@@ -189,16 +189,19 @@ export function minDim(x: Tensor, dim: number, keepdim = false): { values: Tenso
   return extremumDim(R.min, 'min', x, dim, keepdim);
 }
 
-export function argmax(x: Tensor, dim?: number, keepdim = false): Tensor {
-  checkTensor(x, 'argmax');
-  if (dim === undefined) return reduceRaw(R.argmax, reshape(x, [-1]), [0], false, 'argmax').values;
-  return reduceRaw(R.argmax, x, normDims(dim, x.ndim, 'argmax'), keepdim, 'argmax').values;
+function argReduce(code: number, name: string, x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {
+  checkTensor(x, name);
+  if (dim !== undefined) return reduceRaw(code, x, normDims(dim, x.ndim, name), keepdim, name).values;
+  // over all elements: index into the flattened tensor
+  const f = reshape(x, [-1]);
+  try {
+    return reduceRaw(code, f, [0], false, name).values;
+  } finally {
+    f.dispose();
+  }
 }
-export function argmin(x: Tensor, dim?: number, keepdim = false): Tensor {
-  checkTensor(x, 'argmin');
-  if (dim === undefined) return reduceRaw(R.argmin, reshape(x, [-1]), [0], false, 'argmin').values;
-  return reduceRaw(R.argmin, x, normDims(dim, x.ndim, 'argmin'), keepdim, 'argmin').values;
-}
+export function argmax(x: Tensor, dim?: number, keepdim = false): Tensor { return argReduce(R.argmax, 'argmax', x, dim, keepdim); }
+export function argmin(x: Tensor, dim?: number, keepdim = false): Tensor { return argReduce(R.argmin, 'argmin', x, dim, keepdim); }
 
 export function logsumexp(x: Tensor, dim: Dims, keepdim = false): Tensor {
   checkTensor(x, 'logsumexp');
@@ -215,7 +218,24 @@ export function logsumexp(x: Tensor, dim: Dims, keepdim = false): Tensor {
 export function norm(x: Tensor, p = 2, dim?: Dims | null, keepdim = false): Tensor {
   checkTensor(x, 'norm');
   checkFloat(x, 'norm');
-  if (p === 2) return sqrt(sum(mul(x, x), dim, keepdim));
+  if (p === 2) {
+    const dims = normDims(dim, x.ndim, 'norm');
+    const sq = mul(x, x);
+    const ss = reduceRaw(R.sum, sq, dims, keepdim, 'norm').values;
+    sq.dispose();
+    const out = sqrt(ss);
+    ss.dispose();
+    if (needsGrad(x)) {
+      const inShape = [...x.shape];
+      // d|x|/dx = x / |x|, taken as 0 where |x| = 0 (as PyTorch does) instead of 0/0
+      record(out, 'norm', [x], (g) => {
+        const ob = gradBroadcast(out, inShape, dims, keepdim);
+        const scale = where(eq(ob, 0), 0, div(gradBroadcast(g, inShape, dims, keepdim), ob));
+        return [mul(scale, x)];
+      });
+    }
+    return out;
+  }
   if (p === 1) return sum(abs(x), dim, keepdim);
   if (p === Infinity) return amax(abs(x), dim, keepdim);
   if (!(p > 0)) throw new Error(`nodegrad: norm: p must be positive (got ${p})`);

@@ -160,6 +160,9 @@ export function slice(t: Tensor, dim: number, start?: number, end?: number, step
   const d = normDim(dim, t.ndim, 'slice');
   const n = t.shape[d];
   if (!Number.isInteger(step) || step < 1) throw new Error(`nodegrad: slice: step must be a positive integer (got ${step})`);
+  for (const v of [start, end]) {
+    if (v !== undefined && v !== null && !Number.isInteger(v)) throw new Error(`nodegrad: slice: start and end must be integers (got ${start}, ${end})`);
+  }
   let s = start ?? 0, e = end ?? n;
   if (s < 0) s += n;
   if (e < 0) e += n;

@@ -11,7 +11,10 @@ static Napi::Value Reduce(const Napi::CallbackInfo& info) {
   Buf x = to_buf(info[1], op, "input");
   int64_t M = to_i64(info[2], op, "M"), R = to_i64(info[3], op, "R"), I = to_i64(info[4], op, "I");
   if (M < 0 || R < 0 || I < 0) throw Error("reduce: negative size");
-  check_extent(x, 0, M * R * I, op, "input");
+  int64_t MI = 0, MRI = 0;  // products checked for overflow before any extent check
+  if (__builtin_mul_overflow(M, I, &MI) || __builtin_mul_overflow(MI, R, &MRI))
+    throw Error("reduce: sizes M*R*I overflow");
+  check_extent(x, 0, MRI, op, "input");
   Buf out = to_buf(info[5], op, "out");
   check_extent(out, 0, M * I, op, "out");
   auto rop = static_cast<ReduceOp>(code);

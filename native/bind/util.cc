@@ -86,16 +86,25 @@ View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, 
     v.strides[i] = strides[i];
     if (shape[i] == 0) empty = true;
   }
+  int64_t numel = 1;
+  for (int i = 0; i < v.ndim; ++i)
+    if (__builtin_mul_overflow(numel, shape[i], &numel) || numel > (int64_t(1) << 53))
+      throw Error(where(op, what) + ": too many elements");
   if (!empty) {
+    // lo/hi: the lowest and highest element the view reaches (overflow-checked: strides
+    // and offsets come from JavaScript).
     for (int i = 0; i < v.ndim; ++i) {
-      int64_t span = (shape[i] - 1) * strides[i];
-      if (span < 0) lo += span; else hi += span;
+      int64_t span = 0;
+      bool bad = __builtin_mul_overflow(shape[i] - 1, strides[i], &span);
+      bad = bad || (span < 0 ? __builtin_add_overflow(lo, span, &lo) : __builtin_add_overflow(hi, span, &hi));
+      if (bad) throw Error(where(op, what) + ": strides reach outside any storage");
     }
     if (lo < 0 || static_cast<uint64_t>(hi) >= b.length)
       throw Error(where(op, what) + ": view reaches outside its storage (elements " + std::to_string(lo) + ".." +
                   std::to_string(hi) + ", storage holds " + std::to_string(b.length) + ")");
   }
-  v.data = static_cast<uint8_t*>(b.data) + offset * static_cast<int64_t>(dtype_size(b.dtype));
+  // an empty view addresses nothing: keep its pointer inside the buffer whatever the offset
+  v.data = empty ? b.data : static_cast<uint8_t*>(b.data) + offset * static_cast<int64_t>(dtype_size(b.dtype));
   return v;
 }
 

@@ -125,11 +125,27 @@ template <class T> inline T gelu_tanh_(T x) {
   return T(0.5) * x * (T(1) + std::tanh(u));
 }
 
+// A double argument (scalar operand, clamp bound, slope) converted to the element type:
+// integers saturate (a plain cast of inf or 1e10 to int32 is undefined behaviour).
+template <class T> inline T sat_cast(double d) {
+  if constexpr (std::is_integral_v<T>) {
+    if (d != d) return T(0);
+    if (d <= static_cast<double>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
+    if (d >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  }
+  return static_cast<T>(d);
+}
+// Bool (uint8) results are stored as 0/1 whatever the arithmetic gave (true + true is true).
+template <class O, class V> inline O to_out(V v) {
+  if constexpr (std::is_same_v<O, uint8_t>) return static_cast<O>(v != V(0));
+  else return static_cast<O>(v);
+}
+
 // ---- binary -----------------------------------------------------------------------
 template <class T> inline T int_div(T a, T b) { return b == T(0) ? T(0) : a / b; }
 
 template <class T, class O, BinaryOp OP>
-inline O bin(T a, T b) {
+inline O bin_raw(T a, T b) {
   if constexpr (OP == BinaryOp::Add) return a + b;
   else if constexpr (OP == BinaryOp::Sub) return a - b;
   else if constexpr (OP == BinaryOp::Mul) return a * b;
@@ -168,6 +184,9 @@ inline O bin(T a, T b) {
 }
 
 template <class T, class O, BinaryOp OP>
+inline O bin(T a, T b) { return to_out<O>(bin_raw<T, O, OP>(a, b)); }
+
+template <class T, class O, BinaryOp OP>
 void binary_t(const View& a, const View& b, const View& out) {
   const View* vs[3] = {&out, &a, &b};
   Plan<3> p = make_plan<3>(vs);
@@ -193,7 +212,7 @@ template <class T, class O, BinaryOp OP>
 void binary_scalar_t(const View& a, double s, bool reverse, const View& out) {
   const View* vs[2] = {&out, &a};
   Plan<2> p = make_plan<2>(vs);
-  const T sv = static_cast<T>(s);
+  const T sv = sat_cast<T>(s);
   run<2>(p, [sv, reverse](char* const* ptr, const int64_t* st, int64_t n) {
     O* o = reinterpret_cast<O*>(ptr[0]);
     const T* x = reinterpret_cast<const T*>(ptr[1]);
@@ -244,7 +263,7 @@ void binary_any(BinaryOp op, const View& a, const View& b, const View& out, cons
 
 // ---- unary ------------------------------------------------------------------------
 template <class T, UnaryOp OP>
-inline T un(T x, T alpha, T beta) {
+inline T un_raw(T x, T alpha, T beta) {
   if constexpr (OP == UnaryOp::Neg) return -x;
   else if constexpr (OP == UnaryOp::Exp) return std::exp(x);
   else if constexpr (OP == UnaryOp::Log) return std::log(x);
@@ -278,10 +297,13 @@ inline T un(T x, T alpha, T beta) {
 }
 
 template <class T, UnaryOp OP>
+inline T un(T x, T alpha, T beta) { return to_out<T>(un_raw<T, OP>(x, alpha, beta)); }
+
+template <class T, UnaryOp OP>
 void unary_t(const View& x, const View& out, double alpha_d, double beta_d) {
   const View* vs[2] = {&out, &x};
   Plan<2> p = make_plan<2>(vs);
-  const T alpha = static_cast<T>(alpha_d), beta = static_cast<T>(beta_d);
+  const T alpha = sat_cast<T>(alpha_d), beta = sat_cast<T>(beta_d);
   run<2>(p, [alpha, beta](char* const* ptr, const int64_t* st, int64_t n) {
     T* o = reinterpret_cast<T*>(ptr[0]);
     const T* a = reinterpret_cast<const T*>(ptr[1]);
@@ -466,7 +488,7 @@ template <class T>
 void fill_t(const View& out, double value) {
   const View* vs[1] = {&out};
   Plan<1> p = make_plan<1>(vs);
-  const T v = std::is_same_v<T, uint8_t> ? static_cast<T>(value != 0) : static_cast<T>(value);
+  const T v = std::is_same_v<T, uint8_t> ? static_cast<T>(value != 0) : sat_cast<T>(value);
   run<1>(p, [v](char* const* ptr, const int64_t* st, int64_t n) {
     T* o = reinterpret_cast<T*>(ptr[0]);
     if (st[0] == 1) for (int64_t i = 0; i < n; ++i) o[i] = v;

@@ -1,6 +1,7 @@
 #include "cpu/random.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "threadpool.h"
 
@@ -44,7 +45,12 @@ static void fill_t(RandomKind kind, T* o, int64_t n, uint64_t seed, uint64_t off
           break;
         }
       }
-      o[i] = static_cast<T>(v);
+      T t = static_cast<T>(v);
+      if constexpr (std::is_floating_point_v<T>) {
+        // v < b in double can still round up to b in float32: step down to the float below
+        if (kind == RandomKind::Uniform && static_cast<double>(t) >= b) t = std::nextafter(t, static_cast<T>(a));
+      }
+      o[i] = t;
     }
   });
 }

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "threadpool.h"
@@ -86,7 +87,13 @@ void store(ReduceOp op, T* out, int32_t* idx, int64_t k, double v, int64_t a) {
     reinterpret_cast<int32_t*>(out)[k] = static_cast<int32_t>(a);
     return;
   }
-  out[k] = static_cast<T>(v);
+  if constexpr (std::is_integral_v<T>) {
+    // int32 sums are exact in double up to 2^53; beyond int32 they wrap like int32
+    // arithmetic (fmod is exact, so the casts below never see an out-of-range value)
+    out[k] = static_cast<T>(static_cast<uint32_t>(static_cast<int64_t>(std::fmod(v, 4294967296.0))));
+  } else {
+    out[k] = static_cast<T>(v);
+  }
   if (idx) idx[k] = static_cast<int32_t>(a);
 }
 
@@ -121,7 +128,7 @@ void reduce_t(ReduceOp op, const T* x, int64_t M, int64_t R, int64_t I, T* out, 
     }
     parallel_for(M, std::max<int64_t>(1, 16384 / R), [&](int64_t b, int64_t e) {
       for (int64_t m = b; m < e; ++m) {
-        double v;
+        double v = 0;
         int64_t a = 0;
         row_reduce(op, x + m * R, R, correction, &v, &a);
         store(op, out, idx, m, v, a);
