@@ -19,6 +19,13 @@ export { sum, mean, prod, variance as var, std, amax, amin, maxDim as max, minDi
 export { reshape, view, flatten, permute, transpose, narrow, slice, select, expand, unsqueeze, squeeze, split, chunk, cat, stack, contiguous, clone, detach } from './ops/shape.js';
 export { matmul } from './ops/matmul.js';
 export { softmax, logSoftmax } from './ops/softmax.js';
-export { gather, indexSelect, topk } from './ops/indexing.js';
+export { gather, indexSelect, topk, scatterAdd, indexAdd } from './ops/indexing.js';
+export { linear } from './ops/matmul.js';
 export { gradcheck } from './gradcheck.js';
 export * as nn from './nn/index.js';
+export * as models from './models/index.js';
+export * as optim from './optim/index.js';
+export * as data from './data/index.js';
+export * as io from './io/index.js';
+export * as train from './train/index.js';
+export { generate, generateStream, sampleToken, type GenerateOptions } from './generate.js';

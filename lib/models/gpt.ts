@@ -13,6 +13,10 @@ import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { generate, generateStream, type GenerateOptions } from '../generate.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
+import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -132,6 +136,40 @@ export class GPT extends Module {
   flopsPerToken(seqLen = this.config.blockSize): number {
     const c = this.config;
     return 6 * this.numParams(true) + 6 * c.nLayer * c.nEmbd * seqLen;
+  }
+
+  /**
+   * Writes config.json + model.safetensors (and any extra files, e.g. tokenizer.json) to
+   * dir atomically: a reader sees the old checkpoint or the new one, never a mix.
+   */
+  async save(dir: string, extraFiles: Record<string, FileContents> = {}): Promise<void> {
+    await writeDirAtomic(dir, {
+      'config.json': JSON.stringify({ modelType: 'nodegrad-gpt', ...this.config }, null, 2),
+      'model.safetensors': safetensorsWriter(this.stateDict(), { format: 'nodegrad' }),
+      ...extraFiles,
+    });
+  }
+
+  /** Loads a model written by save() (or a trainer checkpoint directory). */
+  static async load(dir: string): Promise<GPT> {
+    const d = await resolveCheckpointDir(dir);
+    let config: GPTConfig;
+    try {
+      config = JSON.parse(await readFile(path.join(d, 'config.json'), 'utf8')) as GPTConfig;
+    } catch (e) {
+      throw new Error(`nodegrad: GPT.load: cannot read ${path.join(d, 'config.json')}: ${(e as Error).message}`);
+    }
+    const model = new GPT({
+      vocabSize: config.vocabSize, blockSize: config.blockSize, nLayer: config.nLayer, nHead: config.nHead,
+      nEmbd: config.nEmbd, dropout: config.dropout, bias: config.bias,
+    });
+    const { tensors } = await loadSafetensors(path.join(d, 'model.safetensors'));
+    try {
+      model.loadStateDict(tensors);
+    } finally {
+      for (const t of tensors.values()) t.dispose();
+    }
+    return model;
   }
 
   newKVCache(): LayerKVCache[] { return emptyKVCache(this.config.nLayer); }

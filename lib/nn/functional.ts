@@ -1,4 +1,9 @@
 // nn.functional (F): PyTorch's functional names in camelCase.
 export { relu, gelu, silu, sigmoid, tanh, leakyRelu } from '../ops/elementwise.js';
 export { softmax, logSoftmax } from '../ops/softmax.js';
-export { matmul } from '../ops/matmul.js';
+export { matmul, linear } from '../ops/matmul.js';
+export { layerNorm } from '../ops/layernorm.js';
+export { embedding } from '../ops/embedding.js';
+export { dropout } from '../ops/dropout.js';
+export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, nllLoss } from '../ops/loss.js';
+export { scaledDotProductAttention } from '../ops/attention.js';

@@ -260,6 +260,9 @@ export function split(t: Tensor, sizeOrSections: number | number[], dim = 0): Te
     sizes = [];
     for (let s = 0; s < n; s += sizeOrSections) sizes.push(Math.min(sizeOrSections, n - s));
   } else {
+    if (!Array.isArray(sizeOrSections) || sizeOrSections.some((v) => !Number.isInteger(v) || v < 0)) {
+      throw new Error(`nodegrad: split: expected a positive integer size or an array of non-negative integer sections (got ${JSON.stringify(sizeOrSections)})`);
+    }
     sizes = sizeOrSections;
     if (sizes.reduce((a, b) => a + b, 0) !== n) {
       throw new Error(`nodegrad: split: sections ${fmt(sizes)} do not sum to dim ${dim} of size ${n} (shape ${fmt(t.shape)})`);
@@ -274,6 +277,7 @@ export function split(t: Tensor, sizeOrSections: number | number[], dim = 0): Te
 }
 
 export function chunk(t: Tensor, chunks: number, dim = 0): Tensor[] {
+  checkTensor(t, 'chunk');
   if (!Number.isInteger(chunks) || chunks <= 0) throw new Error(`nodegrad: chunk: chunks must be a positive integer (got ${chunks})`);
   const d = normDim(dim, t.ndim, 'chunk');
   return split(t, Math.max(1, Math.ceil(t.shape[d] / chunks)), d);
@@ -284,6 +288,7 @@ export function cat(tensors: Tensor[], dim = 0): Tensor {
   tensors.forEach((t) => checkTensor(t, 'cat'));
   const device = checkSameDevice('cat', ...tensors);
   const ref = tensors[0];
+  if (tensors.some((t) => t.ndim === 0)) throw new Error('nodegrad: cat: zero-dimensional tensors cannot be concatenated; unsqueeze them or use stack');
   const d = normDim(dim, ref.ndim, 'cat');
   let total = 0;
   let dtype = ref.dtype;

@@ -1,0 +1,238 @@
+// `nodegrad` command line: train, generate, info.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { info, setNumThreads } from './info.js';
+import { manualSeed } from './random.js';
+import { GPT, type GPTConfig } from './models/gpt.js';
+import { AdamW, paramGroupsForDecay } from './optim/index.js';
+import { CharTokenizer, ByteTokenizer, tokenizerFromJSON, type Tokenizer } from './data/tokenizers.js';
+import { TokenDataset } from './data/dataset.js';
+import { additionCorpus, additionProblems } from './data/corpus.js';
+import { Trainer } from './train/trainer.js';
+import { resolveCheckpointDir } from './io/atomic.js';
+
+type Opts = Record<string, string | boolean | undefined>;
+
+const TRAIN_HELP = `usage: nodegrad train [options]
+
+Trains a GPT. With no options: a small model on the built-in corpus (additions
+written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-default.
+
+  --data FILE            train on this UTF-8 text file instead of the built-in corpus
+  --tokenizer KIND       char (default) | byte | gpt2
+  --preset NAME          model size: nano (default) | micro | mini | gpt2 | gpt2-medium ...
+  --n-layer N --n-head N --n-embd N --block-size N --dropout P
+                         override the preset
+  --steps N              optimizer steps (default 1500)
+  --batch N              sequences per step (default 32)
+  --grad-accum N         micro-batches per step (default 1)
+  --lr X                 peak learning rate (default 3e-3), cosine decay with warmup
+  --weight-decay X       AdamW weight decay (default 0.1)
+  --eval-interval N      evaluate every N steps (default 250)
+  --device cpu|cuda      where to train (default cpu)
+  --threads N            CPU threads (default: all cores)
+  --seed N               random seed (default 1337)
+  --out DIR              checkpoint directory (default runs/nodegrad-default)
+  --resume               continue from the checkpoint in --out
+  --log FILE             JSONL metrics log (default <out>/log.jsonl)
+  --samples N            samples to print at the end (default 5)
+  -h, --help             this text`;
+
+const GENERATE_HELP = `usage: nodegrad generate --model DIR [options]
+
+  --model DIR            a directory written by \`nodegrad train\` or model.save()
+  --prompt TEXT          the prompt (default: empty line start)
+  --max-new-tokens N     default 64
+  --temperature X        0 = greedy (default 0.8)
+  --top-k N              default 40
+  --top-p X              nucleus sampling threshold (default 1)
+  --seed N               sampling seed
+  -h, --help             this text`;
+
+const MAIN_HELP = `usage: nodegrad <command> [options]
+
+commands:
+  train      train a GPT (no options: the built-in demo)
+  generate   sample text from a trained model
+  info       what this installation can do (CPU features, threads, CUDA)
+
+Run \`nodegrad <command> --help\` for its options.`;
+
+function parse(argv: string[], options: ParseArgsConfig['options'], cmd: string): Opts {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Opts;
+  } catch (e) {
+    throw new Error(`nodegrad ${cmd}: ${(e as Error).message.replace(/\. To specify.*$/s, '')} (see \`nodegrad ${cmd} --help\`)`);
+  }
+}
+
+function int(o: Opts, name: string, dflt: number, min = 1): number {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`nodegrad: --${name} must be an integer >= ${min} (got '${String(v)}')`);
+  return n;
+}
+function num(o: Opts, name: string, dflt: number, check: (x: number) => boolean = (x) => x >= 0): number {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || !check(n)) throw new Error(`nodegrad: --${name} has an invalid value '${String(v)}'`);
+  return n;
+}
+
+const str = { type: 'string' } as const;
+const flag = { type: 'boolean' } as const;
+
+async function train(argv: string[]): Promise<number> {
+  const o = parse(argv, {
+    data: str, tokenizer: str, preset: str, 'n-layer': str, 'n-head': str, 'n-embd': str, 'block-size': str, dropout: str,
+    steps: str, batch: str, 'grad-accum': str, lr: str, 'weight-decay': str, 'eval-interval': str, device: str,
+    threads: str, seed: str, out: str, resume: flag, log: str, samples: str, help: { type: 'boolean', short: 'h' },
+  }, 'train');
+  if (o.help) { console.log(TRAIN_HELP); return 0; }
+  const device = (o.device as string | undefined) ?? 'cpu';
+  if (device !== 'cpu' && !/^cuda(:\d+)?$/.test(device)) throw new Error(`nodegrad: --device must be cpu or cuda (got '${device}')`);
+  if (device !== 'cpu') {
+    const cu = info().cuda;
+    throw new Error(`nodegrad: --device ${device}: no usable CUDA device (${cu.unavailableReason ?? 'the CUDA backend is not available in this build'})`);
+  }
+  if (o.threads !== undefined) setNumThreads(int(o, 'threads', 1));
+  const seed = int(o, 'seed', 1337, 0);
+  manualSeed(seed);
+
+  // data and tokenizer
+  const kind = (o.tokenizer as string | undefined) ?? 'char';
+  if (!['char', 'byte', 'gpt2'].includes(kind)) throw new Error(`nodegrad: --tokenizer must be char, byte or gpt2 (got '${kind}')`);
+  if (kind === 'gpt2') throw new Error('nodegrad: --tokenizer gpt2: the GPT-2 BPE tokenizer is not part of this version; use char or byte');
+  let text: string;
+  const builtin = o.data === undefined;
+  if (builtin) text = additionCorpus();
+  else {
+    const file = o.data as string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new Error(`nodegrad: --data ${file}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (text.length < 100) throw new Error(`nodegrad: --data ${file}: the file holds only ${text.length} characters; give it more text`);
+  }
+  const out = (o.out as string | undefined) ?? 'runs/nodegrad-default';
+  let tok: Tokenizer;
+  const resume = Boolean(o.resume);
+  if (resume) {
+    const d = await resolveCheckpointDir(out).catch(() => { throw new Error(`nodegrad: --resume: no checkpoint in ${out}`); });
+    tok = tokenizerFromJSON(JSON.parse(await readFile(path.join(d, 'tokenizer.json'), 'utf8')));
+  } else tok = kind === 'char' ? CharTokenizer.fromText(text) : new ByteTokenizer();
+  const ids = Int32Array.from(tok.encode(text));
+
+  // model
+  const presetName = (o.preset as string | undefined) ?? 'nano';
+  const base = GPT.preset(presetName);
+  const config: GPTConfig = {
+    ...base,
+    vocabSize: tok.vocabSize,
+    nLayer: int(o, 'n-layer', base.nLayer), nHead: int(o, 'n-head', base.nHead), nEmbd: int(o, 'n-embd', base.nEmbd),
+    blockSize: int(o, 'block-size', presetName === 'nano' && builtin ? 32 : base.blockSize),
+    dropout: num(o, 'dropout', base.dropout ?? 0, (x) => x >= 0 && x < 1),
+  };
+  const model = new GPT(config);
+  const steps = int(o, 'steps', 1500, 0);
+  const batch = int(o, 'batch', 32);
+  const lr = num(o, 'lr', 3e-3, (x) => x > 0);
+  const wd = num(o, 'weight-decay', 0.1);
+  const opt = new AdamW(paramGroupsForDecay(model.namedParameters(), wd), { lr, betas: [0.9, 0.99], weightDecay: wd });
+  const dataset = new TokenDataset(ids, { seed });
+  const { train: trainSet, val: valSet } = dataset.split(0.1);
+  const warmup = Math.min(100, Math.floor(steps / 10));
+  const schedule = (s: number): number => {
+    if (s < warmup) return (lr * (s + 1)) / warmup;
+    const p = Math.min(1, (s - warmup) / Math.max(1, steps - warmup));
+    return lr * 0.1 + 0.5 * (lr - lr * 0.1) * (1 + Math.cos(Math.PI * p));
+  };
+  console.log(`nodegrad: training a GPT with ${(model.numParams() / 1e6).toFixed(2)}M parameters ` +
+    `(${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} dims, block ${config.blockSize}, vocab ${config.vocabSize}) ` +
+    `on ${builtin ? 'the built-in addition corpus' : o.data} (${ids.length} tokens), ${steps} steps of ${batch}x${config.blockSize} tokens, ${info().cpu.threads} threads`);
+  const trainer = new Trainer({
+    model, optimizer: opt, train: trainSet, val: valSet, batchSize: batch, blockSize: config.blockSize, maxSteps: steps,
+    gradAccumSteps: int(o, 'grad-accum', 1), clipGradNorm: 1.0, lr: schedule, evalInterval: int(o, 'eval-interval', 250),
+    evalIters: 8, logInterval: 25, checkpointDir: out, checkpointInterval: 500,
+    checkpointFiles: () => ({ 'tokenizer.json': JSON.stringify(tok.toJSON()) }),
+    logFile: (o.log as string | undefined) ?? path.join(out, 'log.jsonl'),
+  });
+  if (resume) {
+    await trainer.resume(out);
+    console.log(`nodegrad: resumed from ${out} at step ${trainer.step}`);
+  }
+  const t0 = performance.now();
+  const res = await trainer.fit();
+  const secs = (performance.now() - t0) / 1000;
+  console.log(`nodegrad: ${res.steps} steps, final train loss ${res.lastLoss.toFixed(4)}` +
+    `${res.bestValLoss !== null ? `, best val loss ${res.bestValLoss.toFixed(4)}` : ''}, ${secs.toFixed(1)} s; checkpoint in ${out}`);
+
+  // samples
+  const nSamples = int(o, 'samples', 5, 0);
+  if (builtin) {
+    const problems = additionProblems(100);
+    let correct = 0;
+    const shown: string[] = [];
+    for (const [prompt, answer] of problems) {
+      const outIds = model.generate([tok.encode(prompt)], { maxNewTokens: 4, temperature: 0, stopTokens: tok.encode('\n') })[0];
+      const got = tok.decode(outIds.slice(prompt.length)).split('\n')[0];
+      if (got === answer) correct++;
+      if (shown.length < nSamples) shown.push(`  ${prompt}${got}  ${got === answer ? 'ok' : `(expected ${answer})`}`);
+    }
+    console.log(`nodegrad: samples (greedy) on unseen sums:\n${shown.join('\n')}`);
+    console.log(`nodegrad: ${correct}/100 unseen sums answered correctly`);
+  } else {
+    for (let i = 0; i < nSamples; i++) {
+      const start = tok.encode(text.slice(0, 1));
+      const s = model.generate([start], { maxNewTokens: 80, temperature: 0.8, topK: 40, seed: seed + i })[0];
+      console.log(`--- sample ${i + 1}\n${tok.decode(s)}`);
+    }
+  }
+  return 0;
+}
+
+async function generateCmd(argv: string[]): Promise<number> {
+  const o = parse(argv, {
+    model: str, prompt: str, 'max-new-tokens': str, temperature: str, 'top-k': str, 'top-p': str, seed: str,
+    help: { type: 'boolean', short: 'h' },
+  }, 'generate');
+  if (o.help) { console.log(GENERATE_HELP); return 0; }
+  if (!o.model) throw new Error('nodegrad generate: --model DIR is required (see `nodegrad generate --help`)');
+  const dir = o.model as string;
+  const exists = await stat(dir).then(() => true, () => false);
+  if (!exists) throw new Error(`nodegrad generate: --model ${dir}: no such directory`);
+  const d = await resolveCheckpointDir(dir);
+  let tok: Tokenizer;
+  try {
+    tok = tokenizerFromJSON(JSON.parse(await readFile(path.join(d, 'tokenizer.json'), 'utf8')));
+  } catch (e) {
+    throw new Error(`nodegrad generate: --model ${dir}: cannot read tokenizer.json (${(e as Error).message})`);
+  }
+  const model = await GPT.load(d);
+  const prompt = (o.prompt as string | undefined) ?? '';
+  const ids = prompt.length ? tok.encode(prompt) : tok.encode('\n');
+  const gen = model.generateStream([ids], {
+    maxNewTokens: int(o, 'max-new-tokens', 64, 0), temperature: num(o, 'temperature', 0.8),
+    topK: int(o, 'top-k', 40, 0), topP: num(o, 'top-p', 1, (x) => x > 0 && x <= 1),
+    seed: o.seed !== undefined ? int(o, 'seed', 0, 0) : undefined,
+  });
+  process.stdout.write(prompt);
+  for await (const [t] of gen) process.stdout.write(tok.decode([t]));
+  process.stdout.write('\n');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'train': return train(rest);
+    case 'generate': return generateCmd(rest);
+    case 'info': console.log(JSON.stringify(info(), null, 2)); return 0;
+    case undefined: case '-h': case '--help': case 'help': console.log(MAIN_HELP); return 0;
+    default: throw new Error(`nodegrad: unknown command '${cmd}'\n\n${MAIN_HELP}`);
+  }
+}

@@ -1,0 +1,247 @@
+// The training loop: batches from a source, forward/backward in a memory scope per
+// micro-step, gradient accumulation, clipping, a learning-rate schedule, periodic
+// evaluation, metrics (JSONL + progress), callbacks, atomic checkpoints that hold
+// everything needed to resume bit-exactly (model, optimizer, step, sampler and RNG state).
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { noGrad } from '../autograd.js';
+import { memory, scope } from '../memory.js';
+import { getRngState, setRngState } from '../random.js';
+import type { Tensor } from '../tensor.js';
+import type { Module } from '../nn/module.js';
+import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
+import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
+import { clipGradNorm } from '../optim/clip.js';
+import { Progress, type ProgressMode } from './progress.js';
+import { joinTensors, splitTensors } from './state.js';
+
+export interface Batch { x: Tensor; y: Tensor }
+
+/** Where batches come from. getState/setState make resumed runs see the same batches. */
+export interface BatchSource {
+  getBatch(batchSize: number, blockSize: number): Batch;
+  getState?(): unknown;
+  setState?(state: unknown): void;
+}
+
+export interface TrainableModel extends Module {
+  forward(x: Tensor, opts: { targets: Tensor }): { loss?: Tensor };
+}
+
+export interface OptimizerLike {
+  paramGroups: { lr: number }[];
+  step(): void;
+  zeroGrad(opts?: { setToNone?: boolean }): void;
+  stateDict(): unknown;
+  loadStateDict(sd: never): void;
+}
+
+export interface StepMetrics {
+  step: number; loss: number; lr: number; gradNorm: number | null; stepMs: number; tokensPerSec: number;
+  tokens: number; liveTensors: number; bytes: number;
+}
+export interface EvalMetrics { step: number; valLoss: number; valPerplexity: number; trainLoss: number }
+
+export interface TrainerOptions {
+  model: TrainableModel;
+  optimizer: OptimizerLike;
+  train: BatchSource;
+  val?: BatchSource;
+  batchSize: number;
+  blockSize: number;
+  maxSteps: number;
+  gradAccumSteps?: number;
+  /** Global-norm clipping threshold (null: off). Default 1.0. */
+  clipGradNorm?: number | null;
+  /** A constant or a function of the step (0-based) giving the learning rate. */
+  lr?: number | ((step: number) => number);
+  evalInterval?: number;
+  evalIters?: number;
+  logInterval?: number;
+  checkpointDir?: string;
+  checkpointInterval?: number;
+  /** Extra files written into every checkpoint (e.g. tokenizer.json). */
+  checkpointFiles?: () => Record<string, FileContents>;
+  logFile?: string;
+  progress?: ProgressMode;
+  onStep?: (m: StepMetrics) => void | boolean | Promise<void | boolean>;
+  onEval?: (m: EvalMetrics) => void | boolean | Promise<void | boolean>;
+  /** Stop when the validation loss has not improved by minDelta for `patience` evaluations. */
+  earlyStopping?: { patience: number; minDelta?: number };
+}
+
+export interface TrainResult { steps: number; lastLoss: number; bestValLoss: number | null; stoppedEarly: boolean; losses: number[] }
+
+function checkInt(v: unknown, name: string, min: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`nodegrad: Trainer: ${name} must be an integer >= ${min} (got ${String(v)})`);
+}
+
+export class Trainer {
+  step = 0;
+  bestValLoss: number | null = null;
+  private badEvals = 0;
+  readonly losses: number[] = [];
+
+  constructor(readonly opts: TrainerOptions) {
+    checkInt(opts.batchSize, 'batchSize', 1);
+    checkInt(opts.blockSize, 'blockSize', 1);
+    checkInt(opts.maxSteps, 'maxSteps', 0);
+    checkInt(opts.gradAccumSteps ?? 1, 'gradAccumSteps', 1);
+  }
+
+  private lrAt(step: number): number {
+    const lr = this.opts.lr;
+    if (lr === undefined) return this.opts.optimizer.paramGroups[0]?.lr ?? 0;
+    return typeof lr === 'number' ? lr : lr(step);
+  }
+
+  /** Mean loss over evalIters batches of the validation source (no gradients, eval mode). */
+  evaluate(iters = this.opts.evalIters ?? 10): number {
+    const src = this.opts.val;
+    if (!src) throw new Error('nodegrad: Trainer.evaluate: no validation source was given');
+    const { model } = this.opts;
+    const was = model.training;
+    model.eval();
+    let total = 0;
+    try {
+      for (let i = 0; i < iters; i++) {
+        total += noGrad(() => scope(() => {
+          const { x, y } = src.getBatch(this.opts.batchSize, this.opts.blockSize);
+          return model.forward(x, { targets: y }).loss!.item();
+        }));
+      }
+    } finally {
+      model.train(was);
+    }
+    return total / iters;
+  }
+
+  /** One optimizer step (gradAccumSteps micro-batches); returns the mean loss. */
+  trainStep(): { loss: number; gradNorm: number | null } {
+    const { model, optimizer, train } = this.opts;
+    const accum = this.opts.gradAccumSteps ?? 1;
+    model.train();
+    const lr = this.lrAt(this.step);
+    for (const g of optimizer.paramGroups) g.lr = lr;
+    let loss = 0;
+    for (let m = 0; m < accum; m++) {
+      loss += scope(() => {
+        const { x, y } = train.getBatch(this.opts.batchSize, this.opts.blockSize);
+        const out = model.forward(x, { targets: y }).loss;
+        if (!out) throw new Error('nodegrad: Trainer: the model returned no loss');
+        const l = accum > 1 ? out.div(accum) : out;
+        l.backward();
+        return out.item();
+      });
+    }
+    const clip = this.opts.clipGradNorm === undefined ? 1.0 : this.opts.clipGradNorm;
+    const gradNorm = clip !== null ? clipGradNorm(model.parameters(), clip) : null;
+    optimizer.step();
+    optimizer.zeroGrad({ setToNone: true });
+    this.step++;
+    return { loss: loss / accum, gradNorm };
+  }
+
+  async fit(): Promise<TrainResult> {
+    const o = this.opts;
+    const progress = new Progress(o.progress ?? 'auto', o.maxSteps);
+    const logEvery = o.logInterval ?? 10;
+    const tokensPerStep = o.batchSize * o.blockSize * (o.gradAccumSteps ?? 1);
+    if (o.logFile) await mkdir(path.dirname(path.resolve(o.logFile)), { recursive: true });
+    let stoppedEarly = false;
+    let lastLoss = NaN;
+    let windowStart = performance.now(), windowTokens = 0;
+    while (this.step < o.maxSteps) {
+      const t0 = performance.now();
+      const { loss, gradNorm } = this.trainStep();
+      const stepMs = performance.now() - t0;
+      lastLoss = loss;
+      this.losses.push(loss);
+      windowTokens += tokensPerStep;
+      const elapsed = (performance.now() - windowStart) / 1000;
+      const mem = memory();
+      const m: StepMetrics = {
+        step: this.step, loss, lr: o.optimizer.paramGroups[0]?.lr ?? 0, gradNorm, stepMs,
+        tokensPerSec: windowTokens / Math.max(elapsed, 1e-9), tokens: this.step * tokensPerStep,
+        liveTensors: mem.numTensors, bytes: mem.numBytes,
+      };
+      if (this.step % logEvery === 0 || this.step === o.maxSteps) {
+        windowStart = performance.now();
+        windowTokens = 0;
+      }
+      const line = `loss ${loss.toFixed(4)} ppl ${Math.exp(loss).toFixed(2)} lr ${m.lr.toExponential(2)} ${m.tokensPerSec.toFixed(0)} tok/s ${stepMs.toFixed(0)} ms/step`;
+      progress.update(this.step, line, this.step % logEvery === 0 || this.step === o.maxSteps);
+      if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'step', ...m }) + '\n');
+      if ((await o.onStep?.(m)) === false) { stoppedEarly = true; break; }
+      if (o.val && o.evalInterval && (this.step % o.evalInterval === 0 || this.step === o.maxSteps)) {
+        const valLoss = this.evaluate();
+        const e: EvalMetrics = { step: this.step, valLoss, valPerplexity: Math.exp(valLoss), trainLoss: loss };
+        progress.message(`step ${this.step}: val loss ${valLoss.toFixed(4)} (ppl ${e.valPerplexity.toFixed(2)}), train loss ${loss.toFixed(4)}`);
+        if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'eval', ...e }) + '\n');
+        const minDelta = o.earlyStopping?.minDelta ?? 0;
+        if (this.bestValLoss === null || valLoss < this.bestValLoss - minDelta) {
+          this.bestValLoss = valLoss;
+          this.badEvals = 0;
+        } else this.badEvals++;
+        if ((await o.onEval?.(e)) === false) { stoppedEarly = true; break; }
+        if (o.earlyStopping && this.badEvals >= o.earlyStopping.patience) {
+          progress.message(`early stop: no improvement in ${this.badEvals} evaluations`);
+          stoppedEarly = true;
+          break;
+        }
+      }
+      if (o.checkpointDir && o.checkpointInterval && this.step % o.checkpointInterval === 0) await this.saveCheckpoint(o.checkpointDir);
+      // let timers, I/O and signals run between steps
+      await new Promise((r) => setImmediate(r));
+    }
+    progress.end();
+    if (o.checkpointDir) await this.saveCheckpoint(o.checkpointDir);
+    return { steps: this.step, lastLoss, bestValLoss: this.bestValLoss, stoppedEarly, losses: this.losses };
+  }
+
+  /** Writes model, optimizer, trainer and RNG state to dir atomically. */
+  async saveCheckpoint(dir: string): Promise<void> {
+    const { model, optimizer, train } = this.opts;
+    const optTensors = new Map<string, Tensor>();
+    const optState = splitTensors(optimizer.stateDict(), 'opt', optTensors);
+    const trainerState = {
+      step: this.step, bestValLoss: this.bestValLoss, badEvals: this.badEvals, rng: getRngState(),
+      trainSampler: train.getState?.() ?? null, valSampler: this.opts.val?.getState?.() ?? null,
+      optimizer: optState, losses: this.losses,
+    };
+    const config = (model as unknown as { config?: object }).config;
+    const files: Record<string, FileContents> = {
+      'model.safetensors': safetensorsWriter(model.stateDict(), { format: 'nodegrad' }),
+      'optimizer.safetensors': safetensorsWriter(optTensors, { format: 'nodegrad' }),
+      'trainer.json': JSON.stringify(trainerState),
+      ...(this.opts.checkpointFiles?.() ?? {}),
+    };
+    if (config) files['config.json'] = JSON.stringify({ modelType: 'nodegrad-gpt', ...config }, null, 2);
+    await writeDirAtomic(dir, files);
+  }
+
+  /** Restores a checkpoint written by saveCheckpoint; fit() then continues from its step. */
+  async resume(dir: string): Promise<void> {
+    const d = await resolveCheckpointDir(dir);
+    const { model, optimizer, train } = this.opts;
+    let state: Record<string, unknown>;
+    try {
+      state = JSON.parse(await readFile(path.join(d, 'trainer.json'), 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`nodegrad: Trainer.resume: cannot read ${path.join(d, 'trainer.json')}: ${(e as Error).message}`);
+    }
+    const { tensors: modelTensors } = await loadSafetensors(path.join(d, 'model.safetensors'));
+    model.loadStateDict(modelTensors);
+    for (const t of modelTensors.values()) t.dispose();
+    const { tensors: optTensors } = await loadSafetensors(path.join(d, 'optimizer.safetensors'));
+    optimizer.loadStateDict(joinTensors(state.optimizer, optTensors) as never);
+    for (const t of optTensors.values()) t.dispose();
+    this.step = state.step as number;
+    this.bestValLoss = state.bestValLoss as number | null;
+    this.badEvals = state.badEvals as number;
+    this.losses.splice(0, this.losses.length, ...((state.losses as number[]) ?? []));
+    setRngState(state.rng as { seed: number; offset: number });
+    if (state.trainSampler !== null && train.setState) train.setState(state.trainSampler);
+    if (state.valSampler !== null && this.opts.val?.setState) this.opts.val.setState(state.valSampler);
+  }
+}
