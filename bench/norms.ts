@@ -1,0 +1,63 @@
+// Row-wise normalisations in GB/s: softmax over the last dim and layerNorm over C, on
+// (8192 rows, C = 768 and 4096) float32. Bytes counted: read x once, write y once (plus
+// the C-sized weight and bias for layerNorm), the minimum any implementation must move.
+// Peer: torch's eager op; without torch, the same op composed from nodegrad's public ops.
+import { randn } from '../lib/ops/creation.js';
+import { add, div, exp, mul, rsqrt, sub } from '../lib/ops/elementwise.js';
+import { amax, mean, sum, variance } from '../lib/ops/reduce.js';
+import { scope } from '../lib/memory.js';
+import type { Tensor } from '../lib/tensor.js';
+import { fmtShape, guarded, makeRow, timeIt, timeOptions, type BenchContext, type PeerCase, type Row } from './common.js';
+
+type Softmax = (x: Tensor, dim: number) => Tensor;
+type LayerNorm = (x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps?: number) => Tensor;
+
+/** The ops under test, or null while their files are still placeholders or absent. */
+async function load<T>(spec: string, name: string): Promise<T | null> {
+  try {
+    const mod = (await import(spec)) as Record<string, unknown>;
+    return typeof mod[name] === 'function' ? (mod[name] as T) : null;
+  } catch (e) {
+    process.stderr.write(`bench: skipping ${name}: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}\n`);
+    return null;
+  }
+}
+
+const composedSoftmax = (x: Tensor): Tensor => {
+  const e = exp(sub(x, amax(x, -1, true)));
+  return div(e, sum(e, -1, true));
+};
+const composedLayerNorm = (x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor =>
+  add(mul(mul(sub(x, mean(x, -1, true)), rsqrt(add(variance(x, -1, { correction: 0, keepdim: true }), eps))), w), b);
+
+interface Case { bench: string; shape: number[]; bytes: number; fn: () => void; naive: () => void; peer: PeerCase }
+
+export async function run(ctx: BenchContext): Promise<Row[]> {
+  const softmax = await load<Softmax>('../lib/ops/softmax.js', 'softmax');
+  const layerNorm = await load<LayerNorm>('../lib/ops/layernorm.js', 'layerNorm');
+  const shapes = ctx.quick ? [[8192, 768]] : [[8192, 768], [8192, 4096]];
+  const opts = timeOptions(ctx.quick);
+  const eps = 1e-5;
+  const rows: Row[] = [];
+  for (const [R, C] of shapes) {
+    const x = randn([R, C]), w = randn([C]), b = randn([C]);
+    const cases: Case[] = [];
+    if (softmax) {
+      cases.push({ bench: 'norms.softmax', shape: [R, C], bytes: 2 * R * C * 4, fn: () => softmax(x, -1).dispose(),
+        naive: () => scope(() => { composedSoftmax(x); }), peer: { op: 'softmax', shapes: [[R, C]], dtype: 'float32', params: { dim: -1 } } });
+    }
+    if (layerNorm) {
+      cases.push({ bench: 'norms.layerNorm', shape: [R, C], bytes: (2 * R * C + 2 * C) * 4, fn: () => layerNorm(x, [C], w, b, eps).dispose(),
+        naive: () => scope(() => { composedLayerNorm(x, w, b, eps); }), peer: { op: 'layernorm', shapes: [[R, C]], dtype: 'float32', params: { eps } } });
+    }
+    const live = cases.filter((c) => guarded(`${c.bench} ${fmtShape(c.shape)}`, () => { c.fn(); return true; }));
+    const ours = live.map((c) => timeIt(c.fn, opts).ms);
+    const peerMs = ctx.peer.available ? ctx.peer.time(live.map((c) => c.peer), opts) : live.map((c) => timeIt(c.naive, opts).ms);
+    const peer = ctx.peer.available ? ctx.peer.name : 'nodegrad composed ops';
+    live.forEach((c, i) => rows.push(makeRow(ctx, {
+      bench: c.bench, shape: fmtShape(c.shape), dtype: 'float32', ms: ours[i], bytes: c.bytes, peer, peerMs: peerMs[i],
+    })));
+    x.dispose(); w.dispose(); b.dispose();
+  }
+  return rows;
+}
