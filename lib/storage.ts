@@ -35,6 +35,43 @@ export function deviceStats(): Map<string, DeviceStats> {
 
 let nextId = 1;
 
+// Freed CPU buffers, reused by size: a fresh typed array costs page faults and zeroing
+// on first touch (as much as the kernel that fills it, for memory-bound ops). Bounded by
+// NODEGRAD_CPU_POOL_MB (default 256); buffers under 4 KB are not pooled.
+const POOL_MIN_BYTES = 4096;
+const poolLimit = (Number(process.env.NODEGRAD_CPU_POOL_MB) >= 0 ? Number(process.env.NODEGRAD_CPU_POOL_MB) : 256) * 1024 * 1024;
+const pool = new Map<string, TypedArray[]>();
+let pooledBytes = 0;
+
+function takePooled(dtype: DType, length: number, zeroed: boolean): TypedArray | null {
+  if (length * itemSize[dtype] < POOL_MIN_BYTES) return null;
+  const list = pool.get(`${dtype}:${length}`);
+  const buf = list?.pop();
+  if (!buf) return null;
+  pooledBytes -= buf.byteLength;
+  if (zeroed) buf.fill(0);
+  return buf;
+}
+
+function givePooled(dtype: DType, buf: TypedArray): void {
+  if (buf.byteLength < POOL_MIN_BYTES || pooledBytes + buf.byteLength > poolLimit) return;
+  if (buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength) return;
+  const key = `${dtype}:${buf.length}`;
+  let list = pool.get(key);
+  if (!list) pool.set(key, (list = []));
+  list.push(buf);
+  pooledBytes += buf.byteLength;
+}
+
+/** Drops every pooled CPU buffer (they are then garbage collected). */
+export function emptyCpuPool(): void {
+  pool.clear();
+  pooledBytes = 0;
+}
+export function cpuPoolBytes(): number {
+  return pooledBytes;
+}
+
 export class Storage {
   readonly id: number;
   readonly device: Device;
@@ -43,12 +80,13 @@ export class Storage {
   private buf: TypedArray | null;
   refs = 0;
 
-  constructor(device: Device, dtype: DType, length: number, data?: TypedArray) {
+  /** zeroed = false lets a kernel that writes every element skip clearing a reused buffer. */
+  constructor(device: Device, dtype: DType, length: number, data?: TypedArray, zeroed = true) {
     this.id = nextId++;
     this.device = device;
     this.dtype = dtype;
     this.length = length;
-    this.buf = data ?? allocTyped(dtype, length);
+    this.buf = data ?? takePooled(dtype, length, zeroed) ?? allocTyped(dtype, length);
     const s = statsFor(device);
     s.bytes += this.nbytes;
     if (s.bytes > s.peakBytes) s.peakBytes = s.bytes;
@@ -70,6 +108,7 @@ export class Storage {
   }
   release(): void {
     if (--this.refs <= 0 && this.buf !== null) {
+      if (this.device === 'cpu') givePooled(this.dtype, this.buf);
       this.buf = null;
       statsFor(this.device).bytes -= this.nbytes;
     }

@@ -34,7 +34,7 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   let out: Tensor;
   if (dtype === 'float16' || t.dtype === 'float16') out = castHalf(t, dtype);
   else {
-    out = empty(t.shape, dtype, t.device);
+    out = empty(t.shape, dtype, t.device, false);
     native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
   }
   if (needsGrad(t) && isFloating(dtype)) {
@@ -83,7 +83,7 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
     if (typeof s !== 'number') throw new Error(`nodegrad: ${name}: operand must be a Tensor or a number (got ${typeof s})`);
     const dt = scalarDType(t, s, code);
     const x = cast(t, dt);
-    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device);
+    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device, false);
     native.binaryScalar(code, [...x.shape], ...va(out, name), ...va(x, name), s, typeof a === 'number');
     if (x !== t) x.dispose();
     return out;
@@ -96,7 +96,7 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
   if (code === Bin.div && !isFloating(dt)) dt = 'float32';
   if ((code === Bin.logicalAnd || code === Bin.logicalOr) && dt !== 'bool') dt = dt; // nonzero test on any dtype
   const x = cast(a, dt), y = cast(b, dt);
-  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device);
+  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device, false);
   native.binary(code, shape, ...va(out, name), x.storage.data, x.offset, broadcastStrides(x, shape),
     y.storage.data, y.offset, broadcastStrides(y, shape));
   if (x !== a) x.dispose();
@@ -162,7 +162,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a !== 'number' && typeof b === 'number') {
     checkTensor(a, 'pow');
     const x = isFloating(a.dtype) || Number.isInteger(b) && b >= 0 ? a : cast(a, 'float32');
-    const out = empty(x.shape, x.dtype, x.device);
+    const out = empty(x.shape, x.dtype, x.device, false);
     native.unary(Un.powScalar, [...x.shape], ...va(out, 'pow'), ...va(x, 'pow'), b, 0);
     if (x !== a) x.dispose();
     if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))]);
@@ -220,14 +220,14 @@ export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta 
   let src = x;
   if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
   const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
-  const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device);
+  const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device, false);
   native.unary(code, [...src.shape], ...va(out, name), ...va(src, name), alpha, beta);
   if (src !== x) src.dispose();
   return out;
 }
 
 function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Tensor {
-  const gx = empty(g.shape, g.dtype, g.device);
+  const gx = empty(g.shape, g.dtype, g.device, false);
   native.unaryBackward(code, [...g.shape], ...va(gx, 'backward'), saved.storage.data, saved.offset,
     broadcastStrides(saved, g.shape), ...va(g, 'backward'), alpha);
   return gx;
@@ -313,7 +313,7 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const B = tb ? cast(tb, dt) : full([], b as number, { dtype: dt, device });
   const c = cast(condition, 'bool');
   const shape = broadcastShapes(broadcastShapes(c.shape, A.shape, 'where'), B.shape, 'where');
-  const out = empty(shape, dt, device);
+  const out = empty(shape, dt, device, false);
   native.where(shape, ...va(out, 'where'), c.storage.data, c.offset, broadcastStrides(c, shape),
     A.storage.data, A.offset, broadcastStrides(A, shape), B.storage.data, B.offset, broadcastStrides(B, shape));
   if (A !== ta) A.dispose();
@@ -372,7 +372,7 @@ function checkInplace(t: Tensor, op: string): void {
 function unaliased(target: Tensor, src: Tensor): Tensor {
   if (src.storage !== target.storage) return src;
   if (src.offset === target.offset && fmt(src.strides) === fmt(target.strides) && fmt(src.shape) === fmt(target.shape)) return src;
-  const c = empty(src.shape, src.dtype, src.device);
+  const c = empty(src.shape, src.dtype, src.device, false);
   native.copy([...src.shape], ...va(c, 'copy'), ...va(src, 'copy'));
   return c;
 }

@@ -37,7 +37,7 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
   const ae = expand(a, [...batch, M, K]);
   const be = expand(b, [...batch, K, N]);
-  const out = empty([...batch, M, N], a.dtype, a.device);
+  const out = empty([...batch, M, N], a.dtype, a.device, false);
   gemmInto(ae, be, out);
   if (ae !== a) ae.dispose();
   if (be !== b) be.dispose();
@@ -104,7 +104,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const lead = x.shape.slice(0, -1) as number[];
   const x2 = reshape(x, [-1, inF]);
   const rows = x2.shape[0];
-  const out = empty([rows, outF], x.dtype, x.device);
+  const out = empty([rows, outF], x.dtype, x.device, false);
   let beta = 0;
   if (bias) {
     native.copy([rows, outF], out.storage.data, 0, [outF, 1], bias.storage.data, bias.offset, [0, bias.strides[0]]);

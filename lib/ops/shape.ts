@@ -40,7 +40,7 @@ export function contiguous(t: Tensor): Tensor {
 
 export function clone(t: Tensor): Tensor {
   t.assertLive('clone');
-  const out = empty(t.shape, t.dtype, t.device);
+  const out = empty(t.shape, t.dtype, t.device, false);
   copyInto(out, t);
   if (needsGrad(t)) record(out, 'clone', [t], (g) => [g]);
   return out;

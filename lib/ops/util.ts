@@ -37,9 +37,12 @@ export function checkShape(shape: readonly number[], op: string): number[] {
   return [...shape];
 }
 
-/** A fresh contiguous tensor (zero-filled on the CPU). */
-export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu'): Tensor {
-  return new Tensor(new Storage(device, dtype, numelOf(shape)), [...shape], contiguousStrides(shape), 0);
+/**
+ * A fresh contiguous tensor, zero-filled unless `zeroed` is false (for outputs a kernel
+ * writes completely: then a reused buffer keeps stale values until the kernel runs).
+ */
+export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu', zeroed = true): Tensor {
+  return new Tensor(new Storage(device, dtype, numelOf(shape), undefined, zeroed), [...shape], contiguousStrides(shape), 0);
 }
 
 /** The native view triple of a tensor: (buffer, element offset, strides). */

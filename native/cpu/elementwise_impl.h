@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "cpu/elementwise.h"
+#include "cpu/vmath.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -112,17 +113,15 @@ inline uint16_t f32_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-template <class T> inline T sigmoid_(T x) {
-  return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
-}
+template <class T> inline T sigmoid_(T x) { return sigmoid_fast(x); }
 constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kSqrt2OverPi = 0.79788456080286535588;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
-template <class T> inline T gelu_(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(kSqrt1_2))); }
+template <class T> inline T gelu_(T x) { return T(0.5) * x * (T(1) + erf_fast(x * T(kSqrt1_2))); }
 template <class T> inline T gelu_tanh_(T x) {
   T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-  return T(0.5) * x * (T(1) + std::tanh(u));
+  return T(0.5) * x * (T(1) + tanh_fast(u));
 }
 
 // A double argument (scalar operand, clamp bound, slope) converted to the element type:
@@ -265,12 +264,16 @@ void binary_any(BinaryOp op, const View& a, const View& b, const View& out, cons
 template <class T, UnaryOp OP>
 inline T un_raw(T x, T alpha, T beta) {
   if constexpr (OP == UnaryOp::Neg) return -x;
-  else if constexpr (OP == UnaryOp::Exp) return std::exp(x);
+  else if constexpr (OP == UnaryOp::Exp) {
+    if constexpr (std::is_floating_point_v<T>) return exp_fast(x); else return std::exp(x);
+  }
   else if constexpr (OP == UnaryOp::Log) return std::log(x);
   else if constexpr (OP == UnaryOp::Sqrt) return std::sqrt(x);
   else if constexpr (OP == UnaryOp::Rsqrt) return T(1) / std::sqrt(x);
   else if constexpr (OP == UnaryOp::Abs) return x < T(0) ? -x : x;
-  else if constexpr (OP == UnaryOp::Tanh) return std::tanh(x);
+  else if constexpr (OP == UnaryOp::Tanh) {
+    if constexpr (std::is_floating_point_v<T>) return tanh_fast(x); else return std::tanh(x);
+  }
   else if constexpr (OP == UnaryOp::Sigmoid) return sigmoid_(x);
   else if constexpr (OP == UnaryOp::Relu) return x > T(0) ? x : (x != x ? x : T(0));
   else if constexpr (OP == UnaryOp::Gelu) return gelu_(x);
@@ -356,13 +359,13 @@ template <class T, UnaryGradOp OP>
 inline T ungrad(T x, T g, T alpha) {
   if constexpr (OP == UnaryGradOp::Relu) return x > T(0) ? g : T(0);
   else if constexpr (OP == UnaryGradOp::Gelu) {
-    T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
-    T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    T cdf = T(0.5) * (T(1) + erf_fast(x * T(kSqrt1_2)));
+    T pdf = T(kInvSqrt2Pi) * exp_fast(T(-0.5) * x * x);
     return g * (cdf + x * pdf);
   } else if constexpr (OP == UnaryGradOp::GeluTanh) {
     T x3 = x * x * x;
     T u = T(kSqrt2OverPi) * (x + T(0.044715) * x3);
-    T t = std::tanh(u);
+    T t = tanh_fast(u);
     T du = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
     return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
   } else if constexpr (OP == UnaryGradOp::Silu) {
