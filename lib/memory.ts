@@ -4,7 +4,7 @@
 import { countTensor, deviceStats, type Storage } from './storage.js';
 
 export interface Disposable { dispose(): void; readonly isDisposed: boolean }
-interface Tracked extends Disposable { readonly storage: Storage; readonly device: string }
+interface Tracked extends Disposable { readonly storage: Storage; readonly device: string; _gcRegistered: boolean }
 
 const scopes: Set<Tracked>[] = [];
 let liveTensors = 0;
@@ -16,18 +16,28 @@ const registry = new FinalizationRegistry<{ storage: Storage; device: string }>(
   liveTensors--;
 });
 
+// Only tensors outside every scope need the collector as a backstop: a scope holds its
+// tensors and disposes them when it ends. A tensor is registered when it is created
+// outside a scope or leaves the outermost one (returned or kept), which keeps the
+// registry off the hot path of scoped training steps.
+function registerForGC(t: Tracked): void {
+  if (t._gcRegistered || t.isDisposed) return;
+  t._gcRegistered = true;
+  registry.register(t, { storage: t.storage, device: t.device }, t);
+}
+
 /** Called by the Tensor constructor. */
 export function trackTensor(t: Tracked): void {
   liveTensors++;
   countTensor(t.device, 1);
-  registry.register(t, { storage: t.storage, device: t.device }, t);
   const top = scopes[scopes.length - 1];
   if (top) top.add(t);
+  else registerForGC(t);
 }
 
 /** Called by Tensor.dispose() (once). */
 export function untrackTensor(t: Tracked): void {
-  registry.unregister(t);
+  if (t._gcRegistered) registry.unregister(t);
   liveTensors--;
   countTensor(t.device, -1);
   const top = scopes[scopes.length - 1];
@@ -58,6 +68,7 @@ function endScope(result: unknown): void {
   for (const t of s) {
     if (keepers.has(t)) {
       if (parent) parent.add(t);
+      else registerForGC(t);
     } else if (!t.isDisposed) {
       t.dispose();
     }
@@ -105,7 +116,10 @@ export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
 export function keep<T>(value: T): T {
   const found = new Set<unknown>();
   collect(value, found, new Set());
-  for (const t of found) for (const s of scopes) s.delete(t as Tracked);
+  for (const t of found) {
+    for (const s of scopes) s.delete(t as Tracked);
+    registerForGC(t as Tracked);
+  }
   return value;
 }
 

@@ -28,6 +28,8 @@ export class Tensor {
   grad: Tensor | null = null;
   gradFn: GradNode | null = null;
   retainsGrad = false;
+  /** Internal: registered with the FinalizationRegistry backstop (lib/memory.ts). */
+  _gcRegistered = false;
   private disposed = false;
 
   /** Internal: use nodegrad.tensor(), zeros(), ... to create tensors. */

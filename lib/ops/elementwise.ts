@@ -23,8 +23,10 @@ export const UnGrad = { relu: 0, gelu: 1, geluTanh: 2, silu: 3, tanh: 4, sigmoid
 
 const COMPARE = new Set<number>([Bin.eq, Bin.ne, Bin.lt, Bin.le, Bin.gt, Bin.ge, Bin.logicalAnd, Bin.logicalOr]);
 
+const BIN_NAMES: string[] = [];
+for (const [k, v] of Object.entries(Bin)) BIN_NAMES[v] = k;
 function opName(code: number): string {
-  return Object.entries(Bin).find(([, v]) => v === code)?.[0] ?? 'binary';
+  return BIN_NAMES[code] ?? 'binary';
 }
 
 /** dtype conversion (returns t itself when the dtype already matches). */
