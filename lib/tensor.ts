@@ -130,9 +130,10 @@ export class Tensor {
     return ew.cast(this, checkDType(target, 'to'));
   }
   private toDevice(d: Device): Tensor {
-    const dev = parseDevice(d, 'to');
+    // parseDevice throws for devices this build cannot use, so only the CPU gets here
+    parseDevice(d, 'to');
     this.assertLive('to');
-    return dev === this.device ? this : this;
+    return this;
   }
   cpu(): Tensor { return this.toDevice('cpu'); }
   cuda(): Tensor { return this.toDevice('cuda'); }

@@ -4,3 +4,4 @@ export type { Tokenizer, TokenizerJSON } from './tokenizers.js';
 export { TokenDataset, Rng } from './dataset.js';
 export type { Batch, DatasetState, RngState } from './dataset.js';
 export { additionCorpus, additionProblems, type AdditionCorpusOptions } from './corpus.js';
+export { maskTokens, type MaskTokensOptions } from './mlm.js';

@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
+import { loadGPT2Pretrained, saveGPT2Pretrained, type SavePretrainedOptions } from './hf.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -180,4 +181,9 @@ export class GPT extends Module {
   generateStream(inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): AsyncGenerator<number[]> {
     return generateStream(this, inputIds, opts);
   }
+
+  /** Loads a Hugging Face GPT-2 directory (config.json + model.safetensors or its shards), in eval mode. */
+  static async fromPretrained(dir: string): Promise<GPT> { return loadGPT2Pretrained(dir); }
+  /** Writes a Hugging Face GPT2LMHeadModel directory that transformers loads as is. */
+  async savePretrained(dir: string, opts: SavePretrainedOptions = {}): Promise<void> { await saveGPT2Pretrained(this, dir, opts); }
 }
