@@ -27,6 +27,8 @@ export interface GPTConfig {
   nEmbd: number;
   dropout?: number;
   bias?: boolean;
+  /** LayerNorm epsilon (GPT-2: 1e-5). */
+  layerNormEps?: number;
 }
 
 const PRESETS: Record<string, GPTConfig> = {
@@ -47,7 +49,9 @@ export function checkGPTConfig(c: GPTConfig): Required<GPTConfig> {
   if (c.nEmbd % c.nHead !== 0) throw new Error(`nodegrad: GPT: nEmbd ${c.nEmbd} must be divisible by nHead ${c.nHead}`);
   const dropout = c.dropout ?? 0;
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`nodegrad: GPT: dropout must be in [0, 1) (got ${dropout})`);
-  return { ...c, dropout, bias: c.bias ?? true };
+  const layerNormEps = c.layerNormEps ?? 1e-5;
+  if (!(layerNormEps > 0)) throw new Error(`nodegrad: GPT: layerNormEps must be positive (got ${layerNormEps})`);
+  return { ...c, dropout, bias: c.bias ?? true, layerNormEps };
 }
 
 export interface GPTForwardOptions {
@@ -79,8 +83,8 @@ export class GPT extends Module {
     this.wte = new Embedding(c.vocabSize, c.nEmbd);
     this.wpe = new Embedding(c.blockSize, c.nEmbd);
     this.drop = new Dropout(c.dropout);
-    this.h = new ModuleList(Array.from({ length: c.nLayer }, () => new Block(c.nEmbd, { nHead: c.nHead, bias: c.bias, dropout: c.dropout, norm: 'pre', activation: 'tanh' })));
-    this.lnF = new LayerNorm(c.nEmbd, { bias: c.bias });
+    this.h = new ModuleList(Array.from({ length: c.nLayer }, () => new Block(c.nEmbd, { nHead: c.nHead, bias: c.bias, dropout: c.dropout, norm: 'pre', activation: 'tanh', eps: c.layerNormEps })));
+    this.lnF = new LayerNorm(c.nEmbd, { bias: c.bias, eps: c.layerNormEps });
     this.initWeights();
   }
 
@@ -162,7 +166,7 @@ export class GPT extends Module {
     }
     const model = new GPT({
       vocabSize: config.vocabSize, blockSize: config.blockSize, nLayer: config.nLayer, nHead: config.nHead,
-      nEmbd: config.nEmbd, dropout: config.dropout, bias: config.bias,
+      nEmbd: config.nEmbd, dropout: config.dropout, bias: config.bias, layerNormEps: config.layerNormEps,
     });
     const { tensors } = await loadSafetensors(path.join(d, 'model.safetensors'));
     try {

@@ -18,7 +18,6 @@ import { cast } from '../ops/elementwise.js';
 import { contiguous } from '../ops/shape.js';
 import { fmt } from '../ops/util.js';
 import type { Tensor } from '../tensor.js';
-import { LayerNorm } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import { writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { openSafetensors, safetensorsWriter, type SafetensorsReader } from '../io/safetensors.js';
@@ -39,7 +38,7 @@ export interface SavePretrainedOptions {
    */
   extraFiles?: Record<string, FileContents>;
 }
-export interface GPT2Config extends Required<GPTConfig> { layerNormEpsilon: number }
+export type GPT2Config = Required<GPTConfig>;
 type Raw = Record<string, unknown>;
 export type HFConfig =
   | { modelType: 'gpt2'; config: GPT2Config; architectures: string[]; raw: Raw }
@@ -82,7 +81,7 @@ function gpt2Config(f: Fields): GPT2Config {
   f.unsupported('tie_word_embeddings', (v) => v === true, 'the output projection is tied to wte');
   return {
     vocabSize: f.int('vocab_size', 50257), blockSize: f.int('n_positions', f.int('n_ctx', 1024)), nLayer: f.int('n_layer', 12),
-    nHead: f.int('n_head', 12), nEmbd, dropout: f.num('resid_pdrop', 0.1), bias: true, layerNormEpsilon: f.num('layer_norm_epsilon', 1e-5),
+    nHead: f.int('n_head', 12), nEmbd, dropout: f.num('resid_pdrop', 0.1), bias: true, layerNormEps: f.num('layer_norm_epsilon', 1e-5),
   };
 }
 
@@ -367,9 +366,8 @@ async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void
 export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
   const hf = await loadHFConfig(dir);
   if (hf.modelType !== 'gpt2') throw new Error(`nodegrad: GPT.fromPretrained: ${dir} holds a ${hf.modelType} model, not gpt2`);
-  const { layerNormEpsilon, ...config } = hf.config;
+  const config = hf.config;
   const model = new GPT(config);
-  for (const m of model.modules()) if (m instanceof LayerNorm) m.opts.eps = layerNormEpsilon;
   await loadWeights(model, dir, gptPlan(config.nLayer));
   RAW.set(model, hf.raw);
   return model.eval();
