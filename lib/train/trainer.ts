@@ -15,7 +15,8 @@ import { clipGradNorm } from '../optim/clip.js';
 import { Progress, type ProgressMode } from './progress.js';
 import { joinTensors, splitTensors } from './state.js';
 
-export interface Batch { x: Tensor; y: Tensor }
+/** A batch: inputs x and targets y; a source may add fields (e.g. attentionMask) for lossFn. */
+export interface Batch { x: Tensor; y: Tensor; attentionMask?: Tensor }
 
 /** Where batches come from. getState/setState make resumed runs see the same batches. */
 export interface BatchSource {
@@ -25,7 +26,7 @@ export interface BatchSource {
 }
 
 export interface TrainableModel extends Module {
-  forward(x: Tensor, opts: { targets: Tensor }): { loss?: Tensor };
+  forward(...args: never[]): unknown;
 }
 
 export interface OptimizerLike {
@@ -66,6 +67,11 @@ export interface TrainerOptions {
   progress?: ProgressMode;
   onStep?: (m: StepMetrics) => void | boolean | Promise<void | boolean>;
   onEval?: (m: EvalMetrics) => void | boolean | Promise<void | boolean>;
+  /**
+   * Computes the loss of a batch (default: model.forward(x, { targets: y }).loss, the
+   * language-model convention). Classifiers pass e.g. (m, b) => m.forward({ inputIds: b.x, labels: b.y, ... }).loss.
+   */
+  lossFn?: (model: TrainableModel, batch: Batch) => Tensor;
   /** Stop when the validation loss has not improved by minDelta for `patience` evaluations. */
   earlyStopping?: { patience: number; minDelta?: number };
 }
@@ -74,6 +80,12 @@ export interface TrainResult { steps: number; lastLoss: number; bestValLoss: num
 
 function checkInt(v: unknown, name: string, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`nodegrad: Trainer: ${name} must be an integer >= ${min} (got ${String(v)})`);
+}
+
+function defaultLoss(model: TrainableModel, b: Batch): Tensor {
+  const loss = (model as unknown as { forward(x: Tensor, o: { targets: Tensor }): { loss?: Tensor } }).forward(b.x, { targets: b.y }).loss;
+  if (!loss) throw new Error('nodegrad: Trainer: the model returned no loss');
+  return loss;
 }
 
 export class Trainer {
@@ -106,8 +118,7 @@ export class Trainer {
     try {
       for (let i = 0; i < iters; i++) {
         total += noGrad(() => scope(() => {
-          const { x, y } = src.getBatch(this.opts.batchSize, this.opts.blockSize);
-          return model.forward(x, { targets: y }).loss!.item();
+          return (this.opts.lossFn ?? defaultLoss)(model, src.getBatch(this.opts.batchSize, this.opts.blockSize)).item();
         }));
       }
     } finally {
@@ -126,9 +137,7 @@ export class Trainer {
     let loss = 0;
     for (let m = 0; m < accum; m++) {
       loss += scope(() => {
-        const { x, y } = train.getBatch(this.opts.batchSize, this.opts.blockSize);
-        const out = model.forward(x, { targets: y }).loss;
-        if (!out) throw new Error('nodegrad: Trainer: the model returned no loss');
+        const out = (this.opts.lossFn ?? defaultLoss)(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
         const l = accum > 1 ? out.div(accum) : out;
         l.backward();
         return out.item();
