@@ -99,7 +99,7 @@ export class TokenDataset {
   }
 
   /** Encodes a UTF-8 text file with `tokenizer`. */
-  static async fromTextFile(path: string, tokenizer: Tokenizer, opts: { seed?: number } = {}): Promise<TokenDataset> {
+  static async fromTextFile(path: string, tokenizer: Pick<Tokenizer, 'encode'>, opts: { seed?: number } = {}): Promise<TokenDataset> {
     const text = await readFile(path, 'utf8');
     return new TokenDataset(Int32Array.from(tokenizer.encode(text)), opts);
   }
