@@ -8,3 +8,7 @@ export { maskTokens, type MaskTokensOptions } from './mlm.js';
 export { GPT2Tokenizer, bytesToUnicode, type GPT2TokenizerOptions, type GPT2EncodeOptions, type GPT2BatchOptions, type AddedToken, type PaddingStrategy } from './bpe.js';
 export { BertTokenizer, type BertTokenizerOptions, type BertEncodeOptions, type BertEncoding, type BertBatchEncoding, type Truncation } from './wordpiece.js';
 export { AutoTokenizer, type PretrainedTokenizer } from './auto_tokenizer.js';
+export { DataLoader, TensorDataset, normalize, randomCrop, randomHorizontalFlip } from './loader.js';
+export type { Dataset, DataLoaderOptions, BatchContext, RandomOptions } from './loader.js';
+export { loadMnist, MNIST_IMAGE_SIZE } from './mnist.js';
+export type { MnistSplit, MnistOptions } from './mnist.js';
