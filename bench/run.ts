@@ -9,7 +9,7 @@ import { native } from '../lib/native.js';
 import { setNumThreads } from '../lib/info.js';
 import { benchDir, printTable, Peer, timeIt, writeResults, type BenchContext, type Row } from './common.js';
 
-const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt'];
+const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt', 'serve'];
 
 interface Args { quick: boolean; only: string[]; threads: number; peer: boolean; out?: string }
 

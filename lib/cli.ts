@@ -11,6 +11,7 @@ import { TokenDataset } from './data/dataset.js';
 import { additionCorpus, additionProblems } from './data/corpus.js';
 import { Trainer } from './train/trainer.js';
 import { resolveCheckpointDir } from './io/atomic.js';
+import { serveCommand } from './serve/index.js';
 
 type Opts = Record<string, string | boolean | undefined>;
 
@@ -77,6 +78,7 @@ commands:
   train      train a GPT (no options: the built-in demo)
   finetune   fine-tune a BERT classifier on labelled text (--demo spam for a demo)
   generate   sample text from a trained model
+  serve      HTTP inference server for a saved GPT or BERT classifier
   info       what this installation can do (CPU features, threads, CUDA)
 
 Run \`nodegrad <command> --help\` for its options.`;
@@ -297,6 +299,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'train': return train(rest);
     case 'generate': return generateCmd(rest);
     case 'finetune': return finetune(rest);
+    case 'serve': return serveCommand(rest);
     case 'info': console.log(JSON.stringify(info(), null, 2)); return 0;
     case undefined: case '-h': case '--help': case 'help': console.log(MAIN_HELP); return 0;
     default: throw new Error(`nodegrad: unknown command '${cmd}'\n\n${MAIN_HELP}`);

@@ -26,6 +26,8 @@ class Pool {
 
   void resize(int n) {
     n = std::max(1, std::min(n, 256));
+    // wait for a job in flight (from another thread) to finish before replacing workers
+    std::lock_guard<std::mutex> job_lock(job_mu_);
     if (n == nthreads_) return;
     stop();
     nthreads_ = n;

@@ -59,6 +59,8 @@ export interface GPTForwardOptions {
   kvCache?: LayerKVCache[];
   /** Key-padding mask [B, T] (1 = real token). */
   attentionMask?: Tensor | null;
+  /** Positions [B, T] or [T] (int32); default past..past+T-1 (e.g. per-row positions for left-padded batches). */
+  positionIds?: Tensor | null;
 }
 
 export class GPT extends Module {
@@ -113,7 +115,10 @@ export class GPT extends Module {
     if (past + T > c.blockSize) {
       throw new Error(`nodegrad: GPT.forward: sequence length ${past + T} exceeds blockSize ${c.blockSize}`);
     }
-    const pos = arange(past, past + T);
+    const pos = opts.positionIds ?? arange(past, past + T);
+    if (opts.positionIds && (pos.dtype !== 'int32' || pos.shape[pos.ndim - 1] !== T || pos.ndim > 2 || (pos.ndim === 2 && pos.shape[0] !== B))) {
+      throw new Error(`nodegrad: GPT.forward: positionIds must be int32 [${B}, ${T}] or [${T}] (got ${pos.dtype} ${fmt(pos.shape)})`);
+    }
     let x = add(this.wte.forward(inputIds), this.wpe.forward(pos));
     x = this.drop.forward(x);
     let i = 0;
