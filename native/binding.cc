@@ -15,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ng::InitLoss(env, exports);
   ng::InitAttention(env, exports);
   ng::InitIndex(env, exports);
+  ng::InitConv(env, exports);
   ng::InitOptim(env, exports);
   ng::InitCuda(env, exports);
   return exports;

@@ -7,3 +7,6 @@ export { embedding } from '../ops/embedding.js';
 export { dropout } from '../ops/dropout.js';
 export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, nllLoss } from '../ops/loss.js';
 export { scaledDotProductAttention } from '../ops/attention.js';
+export { conv2d } from '../ops/conv.js';
+export { maxPool2d, maxPool2dWithIndices, avgPool2d, adaptiveAvgPool2d } from '../ops/pool.js';
+export { batchNorm } from '../ops/batchnorm.js';
