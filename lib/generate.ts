@@ -4,7 +4,7 @@
 import { noGrad } from './autograd.js';
 import { scope } from './memory.js';
 import { tensor } from './ops/creation.js';
-import { nextRandom } from './random.js';
+import { mulberry32, nextRandom } from './random.js';
 import type { Tensor } from './tensor.js';
 import { disposeKVCache, type LayerKVCache } from './nn/attention.js';
 
@@ -31,16 +31,6 @@ export interface Generator {
   newKVCache(): LayerKVCache[];
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normalizeIds(ids: Tensor | number[][] | number[]): number[][] {
   if (Array.isArray(ids)) {

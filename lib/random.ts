@@ -31,3 +31,18 @@ export function setRngState(s: { seed: number; offset: number }): void {
   seed = s.seed;
   offset = s.offset;
 }
+
+/**
+ * A small seeded generator of uniform numbers in [0, 1) for host-side sampling (token
+ * sampling, synthetic data); tensors use the Philox generator above.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

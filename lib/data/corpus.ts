@@ -1,17 +1,7 @@
 // The built-in corpus of `nodegrad train`: additions written out as text, one per line
 // ("47+35=82"). Generated from a seed, so nothing is downloaded and every run sees the
 // same data; learning is visible as the model starts to answer unseen sums correctly.
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from '../random.js';
 
 export interface AdditionCorpusOptions { lines?: number; maxValue?: number; seed?: number }
 

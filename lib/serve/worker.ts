@@ -30,6 +30,7 @@ import { linear } from '../ops/matmul.js';
 import { cat, contiguous, narrow } from '../ops/shape.js';
 import { indexSelect } from '../ops/indexing.js';
 import { sampleToken, type GenerateOptions } from '../generate.js';
+import { mulberry32 } from '../random.js';
 import { disposeKVCache, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
 import type { Tensor } from '../tensor.js';
 import type { GPT } from '../models/gpt.js';
@@ -73,17 +74,6 @@ export interface Classification { label: string; probabilities: Record<string, n
 /** Anything that labels texts; the server's /v1/classify runs on one of these. */
 export interface Classifier { classify(texts: string[]): Classification[] | Promise<Classification[]> }
 
-/** The generator model.generate() uses (mulberry32), so a seeded row samples the same tokens here. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Row {
   id: number;
