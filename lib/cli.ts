@@ -25,7 +25,7 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
   --preset NAME          model size: nano (default) | micro | mini | gpt2 | gpt2-medium ...
   --n-layer N --n-head N --n-embd N --block-size N --dropout P
                          override the preset
-  --steps N              optimizer steps (default 3000)
+  --steps N              optimizer steps (default 6000)
   --batch N              sequences per step (default 32)
   --grad-accum N         micro-batches per step (default 1)
   --lr X                 peak learning rate (default 3e-3), cosine decay with warmup
@@ -180,7 +180,7 @@ async function train(argv: string[]): Promise<number> {
     dropout: num(o, 'dropout', base.dropout ?? 0, (x) => x >= 0 && x < 1),
   };
   const model = new GPT(config);
-  const steps = int(o, 'steps', 3000, 0);
+  const steps = int(o, 'steps', 6000, 0);
   const batch = int(o, 'batch', 32);
   const lr = num(o, 'lr', 3e-3, (x) => x > 0);
   const wd = num(o, 'weight-decay', 0.1);
