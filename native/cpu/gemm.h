@@ -14,17 +14,27 @@ void gemm(const View& a, const View& b, const View& c, double alpha, double beta
 
 namespace detail {
 
-// A register-blocked micro-kernel: C[0:MR, 0:NR] = alpha * Ap @ Bp + beta * C over k
-// steps, where Ap is an MR-row sliver packed k-major (Ap[p*MR + i]), Bp an NR-column
-// sliver packed k-major (Bp[p*NR + j], 64-byte aligned), and C has unit column stride
-// and row stride ldc. beta == 0 writes C without reading it.
+// A register-blocked micro-kernel: C[0:rows, 0:cols] = alpha * Ap @ Bp + beta * C over
+// k steps, where Ap is an MR-row sliver packed k-major (Ap[p*MR + i]), Bp holds NR
+// contiguous columns per k step, ldb apart (a packed sliver: ldb = NR; or rows of a
+// row-major B read in place), and C has unit column stride and row stride ldc. Each
+// kernel handles a fixed number of rows (1..MR); cols <= NR is handled by masking the
+// writes to C (all NR columns of Bp are read). beta == 0 writes C without reading it.
 template <class T>
-using MicroKernel = void (*)(int64_t k, const T* ap, const T* bp, T* c, int64_t ldc, T alpha, T beta);
+using MicroKernel = void (*)(int64_t k, const T* ap, const T* bp, int64_t ldb, T* c, int64_t ldc, T alpha, T beta,
+                             int cols);
 
-// A micro-kernel with the cache blocking that suits it (KC, MC multiples of MR, NC of NR).
+constexpr int kMaxMR = 16;
+
+// Micro-kernels for 1..MR rows with the cache blocking that suits them (MC a multiple
+// of MR, NC of NR).
 template <class T>
 struct GemmKernel {
-  MicroKernel<T> ukr = nullptr;
+  MicroKernel<T> ukr[kMaxMR + 1] = {};  // ukr[r] computes r rows
+  // Optional vectorised packing of one full sliver (null: the portable loops):
+  // MR rows of a row-major A (row stride lda), NR columns of a column-major B.
+  void (*pack_a_rows)(const T* a, int64_t lda, int64_t kc, T* dst) = nullptr;
+  void (*pack_b_cols)(const T* b, int64_t ldb, int64_t kc, T* dst) = nullptr;
   int mr = 0, nr = 0;
   int64_t kc = 0, mc = 0, nc = 0;
   const char* name = "";
