@@ -104,6 +104,30 @@ export interface PeerInfo { torch?: string; blas?: string; threads?: number; err
 
 const PYTHON = process.env.NODEGRAD_PEER_PYTHON || '/usr/bin/python3';
 
+/**
+ * OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and falls back to its
+ * Prescott (SSE3) kernels, about 30 GFLOP/s at 1024^3 on 2 cores instead of ~150: a straw
+ * man. The peer therefore runs with the core type matching the CPU's vector units
+ * (SkylakeX for AVX-512, Haswell for AVX2) unless OPENBLAS_CORETYPE is already set.
+ */
+export function openblasCoretype(): string | null {
+  if (process.env.OPENBLAS_CORETYPE) return process.env.OPENBLAS_CORETYPE;
+  let flags = '';
+  try {
+    flags = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  } catch {
+    return null;
+  }
+  return / avx512f /.test(`${flags} `) ? 'SkylakeX' : / avx2 /.test(`${flags} `) ? 'Haswell' : null;
+}
+
+/** The environment every PyTorch peer process runs with. */
+export function peerEnv(threads: number): NodeJS.ProcessEnv {
+  const t = String(threads);
+  const core = openblasCoretype();
+  return { ...process.env, OMP_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t, MKL_NUM_THREADS: t, ...(core ? { OPENBLAS_CORETYPE: core } : {}) };
+}
+
 /** PyTorch timed in a child process; `available` is false (and every time null) without it. */
 export class Peer {
   private constructor(readonly info: PeerInfo, readonly threads: number) {}
@@ -112,7 +136,8 @@ export class Peer {
 
   /** e.g. "torch 1.13.0 (BLAS: OpenBLAS 0.3.21 pthread, 2 threads)", or "none". */
   get name(): string {
-    return this.available ? `torch ${this.info.torch} (BLAS: ${this.info.blas ?? '?'}, ${this.info.threads} threads)` : 'none';
+    const core = openblasCoretype();
+    return this.available ? `torch ${this.info.torch} (BLAS: ${this.info.blas ?? '?'}${core ? `, OPENBLAS_CORETYPE=${core}` : ''}, ${this.info.threads} threads)` : 'none';
   }
 
   static disabled(reason: string, threads: number): Peer { return new Peer({ error: reason }, threads); }
@@ -141,7 +166,7 @@ function callPeer(request: object): PeerReply {
   const threads = String((request as { threads: number }).threads);
   const r = spawnSync(PYTHON, [path.join(benchDir, 'peer.py')], {
     input: JSON.stringify(request), encoding: 'utf8', maxBuffer: 16 << 20, timeout: 900_000,
-    env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads, MKL_NUM_THREADS: threads },
+    env: peerEnv(Number(threads)),
   });
   const fail = (why: string): PeerReply => ({ info: { error: why }, results: [] });
   if (r.error) return fail(`${PYTHON}: ${r.error.message}`);

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import * as ng from '../lib/index.js';
-import { benchDir, makeRow, type BenchContext, type Row } from './common.js';
+import { benchDir, makeRow, peerEnv, type BenchContext, type Row } from './common.js';
 
 export const title = 'GPT training step (CPU)';
 
@@ -56,7 +56,7 @@ function timeNodegrad(c: Case, steps: number, warmup: number): { ms: number; par
 function timeTorch(c: Case, steps: number, warmup: number, threads: number): { ms: number; torch: string } | null {
   const r = spawnSync(PYTHON, [path.join(benchDir, 'train_gpt_peer.py')], {
     input: JSON.stringify({ config: c.config, batch: c.batch, steps, warmup, threads }), encoding: 'utf8', timeout: 600_000,
-    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
+    env: peerEnv(threads),
   });
   try {
     const res = JSON.parse((r.stdout ?? '').trim().split('\n').pop() ?? '') as { msPerStep: number[]; torch: string };
