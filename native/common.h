@@ -30,6 +30,7 @@ constexpr int kMaxDims = 8;
 struct View {
   void* data = nullptr;
   DType dtype = DType::F32;
+  int device = -1;  // -1: CPU memory; N >= 0: memory of CUDA device N
   int ndim = 0;
   int64_t shape[kMaxDims] = {0};
   int64_t strides[kMaxDims] = {0};

@@ -3,12 +3,33 @@
 #include <cmath>
 #include <limits>
 
+#include "cuda/runtime.h"
+
 namespace ng {
 
 static std::string where(const char* op, const char* what) { return std::string(op) + ": " + what; }
 
+// Type tag of the Externals that hold a cuda::DeviceBuffer (see bind/cuda.cc).
+extern const napi_type_tag kDeviceBufferTag;
+
+bool is_device_buffer(const Napi::Value& v) {
+  if (!v.IsExternal()) return false;
+  bool ok = false;
+  return napi_check_object_type_tag(v.Env(), v, &kDeviceBufferTag, &ok) == napi_ok && ok;
+}
+
 Buf to_buf(const Napi::Value& v, const char* op, const char* what) {
-  if (!v.IsTypedArray()) throw Error(where(op, what) + " must be a typed array");
+  if (is_device_buffer(v)) {
+    auto* d = v.As<Napi::External<cuda::DeviceBuffer>>().Data();
+    if (d == nullptr || d->freed) throw Error(where(op, what) + ": CUDA storage used after it was freed");
+    Buf b;
+    b.data = d->ptr;
+    b.length = d->length;
+    b.dtype = d->dtype;
+    b.device = d->device;
+    return b;
+  }
+  if (!v.IsTypedArray()) throw Error(where(op, what) + " must be a typed array or a CUDA buffer");
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   Buf b;
   switch (ta.TypedArrayType()) {
@@ -77,6 +98,7 @@ View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, 
     throw Error(where(op, what) + ": at most " + std::to_string(kMaxDims) + " dimensions are supported");
   View v;
   v.dtype = b.dtype;
+  v.device = b.device;
   v.ndim = static_cast<int>(shape.size());
   int64_t lo = offset, hi = offset;
   bool empty = false;
@@ -125,5 +147,26 @@ View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char
   }
   return make_view(b, 0, shape, strides, op, what);
 }
+
+static std::string device_name(int d) { return d < 0 ? std::string("cpu") : "cuda:" + std::to_string(d); }
+
+template <class T>
+static int route_impl(const char* op, std::initializer_list<const T*> xs) {
+  int dev = -2;
+  for (const T* x : xs) {
+    if (x == nullptr) continue;
+    if (dev == -2) dev = x->device;
+    else if (x->device != dev)
+      throw Error(std::string(op) + ": arguments are on different devices (" + device_name(dev) + " and " +
+                  device_name(x->device) + "); move them with .to()");
+  }
+  if (dev < -1) dev = -1;
+#if NG_HAS_CUDA
+  if (dev >= 0) cuda::set_device(dev);
+#endif
+  return dev;
+}
+int route(const char* op, std::initializer_list<const Buf*> bufs) { return route_impl(op, bufs); }
+int route(const char* op, std::initializer_list<const View*> views) { return route_impl(op, views); }
 
 }  // namespace ng

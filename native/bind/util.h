@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -11,11 +12,13 @@
 
 namespace ng {
 
-// A buffer argument: a CPU typed array (the storage of a CPU tensor).
+// A buffer argument: a CPU typed array (the storage of a CPU tensor) or a CUDA device
+// buffer handle (a tagged External made by cudaAlloc, see bind/cuda.cc).
 struct Buf {
   void* data = nullptr;
   size_t length = 0;  // in elements
   DType dtype = DType::F32;
+  int device = -1;    // -1: CPU; N: CUDA device N
 };
 
 Buf to_buf(const Napi::Value& v, const char* op, const char* what);
@@ -36,6 +39,25 @@ View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char
 // Checks that a buffer holds at least n elements of dtype dt starting at offset.
 void check_extent(const Buf& b, int64_t offset, int64_t n, const char* op, const char* what);
 void check_dtype(const Buf& b, DType dt, const char* op, const char* what);
+
+// Device routing (DESIGN.md: native/dispatch). Returns -1 when every argument is in CPU
+// memory, the device index when every argument is on the same CUDA device (and makes
+// that device current), and throws an Error naming the op otherwise. Null entries are
+// skipped (optional arguments).
+int route(const char* op, std::initializer_list<const Buf*> bufs);
+int route(const char* op, std::initializer_list<const View*> views);
+bool is_device_buffer(const Napi::Value& v);
+
+// NG_CUDA(call): runs call when the addon was built with CUDA; otherwise throws (a
+// device buffer cannot exist in such a build, so this is never reached in practice).
+#if NG_HAS_CUDA
+#define NG_CUDA(call) \
+  do {                \
+    call;             \
+  } while (0)
+#else
+#define NG_CUDA(call) throw ::ng::Error("this build of nodegrad has no CUDA kernels")
+#endif
 
 // Module registration: one Init function per kernel family (see binding.cc).
 void InitCore(Napi::Env env, Napi::Object exports);

@@ -1,0 +1,243 @@
+// Device runtime: the current device, one stream per device, host<->device copies through
+// pinned staging buffers, synchronisation, and the device error slot.
+//
+// Downloads: D2H into a pinned staging buffer (8 MiB chunks, two buffers so the copy
+// of one chunk overlaps the host memcpy of the previous), queued on the device's
+// stream so they see every kernel issued before them. Uploads from pageable memory are
+// issued with cudaMemcpyAsync, which returns once the source has been staged by the
+// driver, so the JavaScript buffer may be reused immediately.
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "cuda/common.cuh"
+
+namespace ng {
+namespace cuda {
+namespace {
+
+struct DeviceState {
+  cudaStream_t stream = nullptr;
+  DeviceErrorSlot* errors = nullptr;
+  int cc = 0, sms = 0;
+};
+
+std::mutex mu;
+std::vector<DeviceState>& states() {
+  static std::vector<DeviceState> s;
+  return s;
+}
+thread_local int tl_device = -1;
+
+DeviceState& state(int device) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto& s = states();
+  if (device < 0) throw Error("CUDA: invalid device index " + std::to_string(device));
+  if (static_cast<size_t>(device) >= s.size()) s.resize(device + 1);
+  DeviceState& d = s[device];
+  if (d.stream == nullptr) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || device >= count) {
+      cudaGetLastError();
+      throw Error("CUDA: device cuda:" + std::to_string(device) + " does not exist (" + std::to_string(count) +
+                  " device(s) usable)");
+    }
+    NG_CUDA_CHECK(cudaSetDevice(device), "CUDA init");
+    tl_device = device;
+    NG_CUDA_CHECK(cudaStreamCreateWithFlags(&d.stream, cudaStreamNonBlocking), "CUDA init");
+    NG_CUDA_CHECK(cudaMalloc(&d.errors, sizeof(DeviceErrorSlot)), "CUDA init");
+    NG_CUDA_CHECK(cudaMemset(d.errors, 0, sizeof(DeviceErrorSlot)), "CUDA init");
+    cudaDeviceProp p;
+    NG_CUDA_CHECK(cudaGetDeviceProperties(&p, device), "CUDA init");
+    d.cc = p.major * 10 + p.minor;
+    d.sms = p.multiProcessorCount;
+  }
+  return d;
+}
+
+std::mutex site_mu;
+std::vector<std::string>& sites() {
+  static std::vector<std::string> s{"(unknown)"};
+  return s;
+}
+
+// Pinned staging for downloads: two chunks per thread that asks (the JS thread and the
+// async workers each get their own), allocated on first use and kept.
+constexpr size_t kChunk = 8 << 20;
+struct Staging {
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  int device = -1;
+  ~Staging() {
+    for (int i = 0; i < 2; ++i) {
+      if (buf[i]) cudaFreeHost(buf[i]);
+      if (done[i]) cudaEventDestroy(done[i]);
+    }
+  }
+};
+thread_local Staging tl_staging;
+
+Staging& staging(int device) {
+  Staging& s = tl_staging;
+  if (s.device != device) {
+    for (int i = 0; i < 2; ++i) {
+      if (s.buf[i]) cudaFreeHost(s.buf[i]);
+      if (s.done[i]) cudaEventDestroy(s.done[i]);
+      s.buf[i] = nullptr;
+      s.done[i] = nullptr;
+    }
+    for (int i = 0; i < 2; ++i) {
+      NG_CUDA_CHECK(cudaHostAlloc(&s.buf[i], kChunk, cudaHostAllocDefault), "download");
+      NG_CUDA_CHECK(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming), "download");
+    }
+    s.device = device;
+  }
+  return s;
+}
+
+void download_impl(int device, void* dst, const void* src, size_t bytes) {
+  set_device(device);
+  cudaStream_t st = stream_of(device);
+  if (bytes == 0) {
+    NG_CUDA_CHECK(cudaStreamSynchronize(st), "download");
+    check_device_errors(device);
+    return;
+  }
+  Staging& s = staging(device);
+  size_t nchunks = (bytes + kChunk - 1) / kChunk;
+  // chunk i goes to buffer i % 2; before reusing a buffer, its previous chunk is copied out
+  for (size_t i = 0; i < nchunks + 1; ++i) {
+    if (i < nchunks) {
+      size_t off = i * kChunk, n = bytes - off < kChunk ? bytes - off : kChunk;
+      NG_CUDA_CHECK(cudaMemcpyAsync(s.buf[i % 2], static_cast<const char*>(src) + off, n, cudaMemcpyDeviceToHost, st),
+                    "download");
+      NG_CUDA_CHECK(cudaEventRecord(s.done[i % 2], st), "download");
+    }
+    if (i >= 1) {
+      size_t j = i - 1, off = j * kChunk, n = bytes - off < kChunk ? bytes - off : kChunk;
+      NG_CUDA_CHECK(cudaEventSynchronize(s.done[j % 2]), "download");
+      std::memcpy(static_cast<char*>(dst) + off, s.buf[j % 2], n);
+    }
+  }
+  check_device_errors(device);
+}
+
+}  // namespace
+
+[[noreturn]] void throw_cuda(cudaError_t e, const char* op, const char* what) {
+  std::string msg = std::string(op) + ": " + what + " failed: " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+  // errors such as an illegal address poison the context: say so instead of failing later
+  if (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure || e == cudaErrorIllegalInstruction ||
+      e == cudaErrorMisalignedAddress || e == cudaErrorHardwareStackError)
+    msg += " (the CUDA context is no longer usable; restart the process)";
+  else
+    cudaGetLastError();  // clear a non-sticky error so later calls do not report it again
+  throw Error(msg);
+}
+
+void set_device(int device) {
+  if (tl_device == device) return;
+  state(device);  // creates the stream on first use
+  NG_CUDA_CHECK(cudaSetDevice(device), "CUDA set device");
+  tl_device = device;
+}
+
+int current_device() { return tl_device < 0 ? 0 : tl_device; }
+
+cudaStream_t stream_of(int device) { return state(device).stream; }
+cudaStream_t stream() { return stream_of(current_device()); }
+
+int compute_capability(int device) { return state(device).cc; }
+int multiprocessors(int device) { return state(device).sms; }
+
+void upload(int device, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  set_device(device);
+  NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(device)), "upload");
+}
+
+void download_sync(int device, void* dst, const void* src, size_t bytes) { download_impl(device, dst, src, bytes); }
+void download_blocking(int device, void* dst, const void* src, size_t bytes) {
+  download_impl(device, dst, src, bytes);
+}
+
+void start_download(int device, const void* src, size_t bytes, void** pinned, PendingEvent* ev) {
+  set_device(device);
+  cudaStream_t st = stream_of(device);
+  void* buf = nullptr;
+  cudaEvent_t e = nullptr;
+  NG_CUDA_CHECK(cudaHostAlloc(&buf, bytes ? bytes : 1, cudaHostAllocDefault), "data()");
+  cudaError_t r = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+  if (r == cudaSuccess && bytes) r = cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToHost, st);
+  if (r == cudaSuccess) r = cudaEventRecord(e, st);
+  if (r != cudaSuccess) {
+    if (e) cudaEventDestroy(e);
+    cudaFreeHost(buf);
+    throw_cuda(r, "data()", "queueing the device-to-host copy");
+  }
+  *pinned = buf;
+  *ev = e;
+}
+
+void finish_download(int device, void* dst, void* pinned, PendingEvent ev, size_t bytes) {
+  cudaSetDevice(device);
+  cudaEvent_t e = static_cast<cudaEvent_t>(ev);
+  cudaError_t r = cudaEventSynchronize(e);
+  if (r == cudaSuccess && bytes) std::memcpy(dst, pinned, bytes);
+  cudaEventDestroy(e);
+  cudaFreeHost(pinned);
+  if (r != cudaSuccess) throw_cuda(r, "data()", "waiting for the device-to-host copy");
+  check_device_errors(device);
+}
+
+void copy_d2d(int device, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  set_device(device);
+  NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_of(device)), "copy");
+}
+
+void memset_zero(int device, void* dst, size_t bytes) {
+  if (bytes == 0) return;
+  set_device(device);
+  NG_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_of(device)), "zeros");
+}
+
+void synchronize(int device) {
+  set_device(device);
+  NG_CUDA_CHECK(cudaStreamSynchronize(stream_of(device)), "synchronize");
+  check_device_errors(device);
+}
+
+DeviceErrorSlot* error_slot(int device) { return state(device).errors; }
+
+int error_site(const char* what) {
+  std::lock_guard<std::mutex> lock(site_mu);
+  auto& s = sites();
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s[i] == what) return static_cast<int>(i);
+  s.emplace_back(what);
+  return static_cast<int>(s.size() - 1);
+}
+
+void check_device_errors(int device) {
+  DeviceState& d = state(device);
+  DeviceErrorSlot slot;
+  // the caller has synchronised the stream; this small copy is ordered after it
+  NG_CUDA_CHECK(cudaMemcpyAsync(&slot, d.errors, sizeof slot, cudaMemcpyDeviceToHost, d.stream), "check errors");
+  NG_CUDA_CHECK(cudaStreamSynchronize(d.stream), "check errors");
+  if (slot.code == 0) return;
+  NG_CUDA_CHECK(cudaMemsetAsync(d.errors, 0, sizeof slot, d.stream), "check errors");
+  std::string site;
+  {
+    std::lock_guard<std::mutex> lock(site_mu);
+    site = slot.site >= 0 && static_cast<size_t>(slot.site) < sites().size() ? sites()[slot.site] : "(unknown)";
+  }
+  throw Error(site + ": index " + std::to_string(slot.value) + " is out of range [0, " + std::to_string(slot.limit) +
+              ") (found on cuda:" + std::to_string(device) + " by a kernel queued earlier; the results of that op are "
+              "incomplete)");
+}
+
+}  // namespace cuda
+}  // namespace ng
