@@ -25,6 +25,7 @@ struct DeviceBuffer {
   int device = 0;
   DType dtype = DType::F32;
   bool freed = false;
+  bool owner = true;    // false for a sub-range view (cudaView): never frees the block
 };
 
 // Makes `device` current on the calling thread (cheap when it already is).

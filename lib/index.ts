@@ -22,6 +22,7 @@ export { softmax, logSoftmax } from './ops/softmax.js';
 export { gather, indexSelect, topk, scatterAdd, indexAdd } from './ops/indexing.js';
 export { linear } from './ops/matmul.js';
 export { gradcheck } from './gradcheck.js';
+export * as cuda from './cuda.js';
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as optim from './optim/index.js';

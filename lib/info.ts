@@ -28,10 +28,7 @@ export function info(): Info {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     cpu: { features, kernel: c.avx512f ? 'avx512' : c.avx2 && c.fma ? 'avx2' : 'portable', threads: c.threads },
-    // Device tensors arrive with the CUDA backend; until then no device is usable for ops.
-    cuda: cu.deviceCount > 0
-      ? { ...cu, available: false, unavailableReason: `${cu.deviceCount} CUDA device(s) found, but this version has no CUDA tensor backend yet` }
-      : { ...cu, available: false },
+    cuda: { ...cu, available: cu.compiled && cu.deviceCount > 0 && typeof native.cudaAlloc === 'function' },
   };
 }
 

@@ -15,7 +15,29 @@ export interface CudaInfo {
   deviceCount: number; unavailableReason?: string; devices: CudaDeviceInfo[];
 }
 
+/** A CUDA device block as the addon hands it out (a tagged napi External). */
+export type DeviceHandle = { readonly __nodegradDeviceBuffer: unique symbol };
+
+export interface CudaMemoryStats {
+  allocated: number; reserved: number; peakAllocated: number; peakReserved: number;
+  numAllocs: number; numFrees: number; numCudaMallocs: number; numOoms: number; numCacheFlushes: number;
+}
+
 export interface NativeAddon {
+  // CUDA runtime (present only in builds with CUDA; see native/bind/cuda.cc)
+  cudaAlloc(device: number, dtype: number, length: number, zeroed: boolean): DeviceHandle;
+  cudaFree(h: DeviceHandle): void;
+  cudaView(h: DeviceHandle, offset: number, length: number): DeviceHandle;
+  cudaUpload(h: DeviceHandle, offset: number, src: TypedArray): void;
+  cudaDownload(h: DeviceHandle, offset: number, dst: TypedArray): void;
+  cudaDownloadAsync(h: DeviceHandle, offset: number, dst: TypedArray): Promise<TypedArray>;
+  cudaCopy(dst: DeviceHandle, dstOff: number, src: DeviceHandle, srcOff: number, n: number): void;
+  cudaSynchronize(device: number): void;
+  cudaMemoryStats(device: number): CudaMemoryStats;
+  cudaEmptyCache(device: number): void;
+  cudaResetPeakStats(device: number): void;
+  cudaSetMemoryLimit(device: number, bytes: number): void;
+
   cpuInfo(): CpuInfo;
   setNumThreads(n: number): void;
   numThreads(): number;

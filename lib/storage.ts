@@ -1,17 +1,46 @@
 // Storage: owned bytes on a device, shared by every Tensor view over it and freed when
 // the last view is disposed (reference counted). CPU storage is a typed array, so
-// kernels read it in place and `dataSync()` needs no copy.
-import { allocTyped, itemSize, type DType, type TypedArray } from './dtype.js';
+// kernels read it in place and `dataSync()` needs no copy. CUDA storage is an opaque
+// handle to a block of the caching allocator (native/bind/cuda.cc); the addon routes
+// each kernel call by the device of its buffers, so op code passes either kind alike.
+import { allocTyped, dtypeCode, itemSize, type DType, type TypedArray } from './dtype.js';
+import { native, type DeviceHandle } from './native.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
+let cudaCount: number | null = null;
+let cudaWhy = '';
+/** Number of usable CUDA devices (0 in a CPU-only build or without a driver/device). */
+export function cudaDeviceCount(): number {
+  if (cudaCount === null) {
+    const ci = native.cudaInfo();
+    cudaCount = ci.compiled && typeof native.cudaAlloc === 'function' ? ci.deviceCount : 0;
+    cudaWhy = ci.unavailableReason ?? (ci.compiled ? '' : 'nodegrad was built without CUDA');
+  }
+  return cudaCount;
+}
+
+export function isCuda(d: Device): boolean {
+  return d !== 'cpu';
+}
+/** The CUDA device index of 'cuda:N' (throws for the CPU). */
+export function cudaIndex(d: Device): number {
+  if (d === 'cpu') throw new Error('nodegrad: internal: cudaIndex of a CPU device');
+  return d === 'cuda' ? 0 : Number(d.slice(5));
+}
+
+/** Validates a device argument; 'cuda' becomes 'cuda:0' (as PyTorch prints it). */
 export function parseDevice(d: unknown, op: string): Device {
   if (d === undefined || d === 'cpu') return 'cpu';
   if (typeof d === 'string' && /^cuda(:\d+)?$/.test(d)) {
-    throw new Error(
-      `nodegrad: ${op}: device '${d}' is not available in this build: the CPU backend is the only one ` +
-        'present (see nodegrad.info().cuda for why)',
-    );
+    const idx = d === 'cuda' ? 0 : Number(d.slice(5));
+    const n = cudaDeviceCount();
+    if (n === 0) {
+      throw new Error(`nodegrad: ${op}: device '${d}' is not available: ${cudaWhy || 'no usable CUDA device'} ` +
+        '(see nodegrad.info().cuda)');
+    }
+    if (idx >= n) throw new Error(`nodegrad: ${op}: device '${d}' does not exist (${n} CUDA device(s): cuda:0..cuda:${n - 1})`);
+    return `cuda:${idx}`;
   }
   throw new Error(`nodegrad: ${op}: unknown device ${JSON.stringify(d)} (expected 'cpu' or 'cuda[:N]')`);
 }
@@ -80,13 +109,29 @@ export class Storage {
   private buf: TypedArray | null;
   refs = 0;
 
-  /** zeroed = false lets a kernel that writes every element skip clearing a reused buffer. */
+  /**
+   * zeroed = false lets a kernel that writes every element skip clearing a reused buffer.
+   * For a CUDA device, `data` (host values) is uploaded into a fresh device block.
+   */
   constructor(device: Device, dtype: DType, length: number, data?: TypedArray, zeroed = true) {
     this.id = nextId++;
     this.device = device;
     this.dtype = dtype;
     this.length = length;
-    this.buf = data ?? takePooled(dtype, length, zeroed) ?? allocTyped(dtype, length);
+    if (device !== 'cpu') {
+      const h: DeviceHandle = native.cudaAlloc(cudaIndex(device), dtypeCode[dtype], length, zeroed && !data);
+      if (data) {
+        try {
+          native.cudaUpload(h, 0, data);
+        } catch (e) {
+          native.cudaFree(h);
+          throw e;
+        }
+      }
+      this.buf = h as unknown as TypedArray;
+    } else {
+      this.buf = data ?? takePooled(dtype, length, zeroed) ?? allocTyped(dtype, length);
+    }
     const s = statsFor(device);
     s.bytes += this.nbytes;
     if (s.bytes > s.peakBytes) s.peakBytes = s.bytes;
@@ -98,10 +143,19 @@ export class Storage {
   get freed(): boolean {
     return this.buf === null;
   }
-  /** The CPU typed array; throws if freed. */
+  /**
+   * What the addon's kernels take: the CPU typed array, or for CUDA storage the opaque
+   * device handle (typed as TypedArray for the op code's convenience: JavaScript must
+   * not read values from it; use `host` for that). Throws if freed.
+   */
   get data(): TypedArray {
     if (this.buf === null) throw new Error('nodegrad: storage used after it was freed');
     return this.buf;
+  }
+  /** The CPU typed array of CPU storage; throws for device storage. */
+  get host(): TypedArray {
+    if (this.device !== 'cpu') throw new Error(`nodegrad: internal: host values of ${this.device} storage read directly (copy with .cpu() first)`);
+    return this.data;
   }
   retain(): void {
     this.refs++;
@@ -109,6 +163,7 @@ export class Storage {
   release(): void {
     if (--this.refs <= 0 && this.buf !== null) {
       if (this.device === 'cpu') givePooled(this.dtype, this.buf);
+      else native.cudaFree(this.buf as unknown as DeviceHandle);
       this.buf = null;
       statsFor(this.device).bytes -= this.nbytes;
     }

@@ -2,9 +2,9 @@
 // plus autograd state. Methods are thin forwards to the op functions in lib/ops/*.
 import type { DType, TypedArray } from './dtype.js';
 import { checkDType } from './dtype.js';
-import { backward, type BackwardOptions, type GradNode } from './autograd.js';
+import { backward, needsGrad, record, type BackwardOptions, type GradNode } from './autograd.js';
 import { trackTensor, untrackTensor, keep } from './memory.js';
-import { parseDevice, type Device, type Storage } from './storage.js';
+import { parseDevice, Storage, type Device } from './storage.js';
 import * as ew from './ops/elementwise.js';
 import * as sh from './ops/shape.js';
 import * as rd from './ops/reduce.js';
@@ -12,6 +12,7 @@ import * as cr from './ops/creation.js';
 import * as mm from './ops/matmul.js';
 import * as sm from './ops/softmax.js';
 import * as ix from './ops/indexing.js';
+import { contiguousStrides } from './ops/util.js';
 
 export type NestedArray = number | boolean | NestedArray[];
 export type Scalar = number;
@@ -94,7 +95,8 @@ export class Tensor {
   // ---- reading values -------------------------------------------------------------
   /** A flat copy of the values in row-major order. */
   dataSync(): TypedArray { return cr.readData(this); }
-  async data(): Promise<TypedArray> { return cr.readData(this); }
+  /** The values as a typed array; on CUDA the copy does not block the event loop. */
+  async data(): Promise<TypedArray> { return cr.readDataAsync(this); }
   tolist(): NestedArray { return cr.toNested(this); }
   item(): number {
     this.assertLive('item');
@@ -129,14 +131,41 @@ export class Tensor {
     if (target === 'cpu' || target.startsWith('cuda')) return this.toDevice(target as Device);
     return ew.cast(this, checkDType(target, 'to'));
   }
+  /**
+   * A copy on device d (this tensor itself when it is already there). Host -> device
+   * uploads from the tensor's contiguous values; device -> host waits for the kernels
+   * queued before it. Differentiable: the gradient moves back to this tensor's device.
+   */
   private toDevice(d: Device): Tensor {
-    // parseDevice throws for devices this build cannot use, so only the CPU gets here
-    parseDevice(d, 'to');
+    const target = parseDevice(d, 'to');
     this.assertLive('to');
-    return this;
+    if (target === this.device) return this;
+    let out: Tensor;
+    const shape = [...this.shape];
+    if (target === 'cpu' || this.device !== 'cpu') {
+      // device -> host (and device -> other device, through the host)
+      const values = cr.readData(this);
+      const st = new Storage('cpu', this.dtype, values.length, values);
+      out = new Tensor(st, shape, contiguousStrides(shape), 0);
+      if (target !== 'cpu') {
+        const moved = new Tensor(new Storage(target, this.dtype, values.length, values), shape, contiguousStrides(shape), 0);
+        out.dispose();
+        out = moved;
+      }
+    } else {
+      const values = this.isContiguous() && this.offset === 0 && this.storage.length === this.numel
+        ? this.storage.data
+        : cr.readData(this);
+      out = new Tensor(new Storage(target, this.dtype, this.numel, values), shape, contiguousStrides(shape), 0);
+    }
+    if (needsGrad(this)) {
+      const from = this.device;
+      record(out, 'to', [this], (g) => [g.to(from)]);
+    }
+    return out;
   }
   cpu(): Tensor { return this.toDevice('cpu'); }
-  cuda(): Tensor { return this.toDevice('cuda'); }
+  cuda(device?: number): Tensor { return this.toDevice(device === undefined ? 'cuda' : `cuda:${device}`); }
   float(): Tensor { return ew.cast(this, 'float32'); }
   double(): Tensor { return ew.cast(this, 'float64'); }
   int(): Tensor { return ew.cast(this, 'int32'); }

@@ -1,10 +1,11 @@
 // Creating tensors and reading them back.
 import { allocTyped, checkDType, f16ToF32, f32ToF16, itemSize, typedDType, type DType, type TypedArray } from '../dtype.js';
-import { native } from '../native.js';
+import { native, type DeviceHandle } from '../native.js';
 import { nextRandom } from '../random.js';
 import { Storage, parseDevice, type Device } from '../storage.js';
 import { Tensor, type NestedArray } from '../tensor.js';
 import { checkShape, contiguousStrides, empty, fmt, numelOf } from './util.js';
+import { contiguous } from './shape.js';
 
 export interface CreateOptions { dtype?: DType; device?: Device; requiresGrad?: boolean }
 
@@ -94,6 +95,7 @@ export function tensor(data: NestedArray | TypedArray | number[], opts: CreateOp
     return finish(t, opts, op);
   }
   if (!Array.isArray(data)) throw new Error(`nodegrad: ${op}: data must be a number, a nested array or a typed array`);
+  if (device !== 'cpu') return finish(moveTo(tensor(data, { ...opts, device: 'cpu', requiresGrad: false }), device), opts, op);
   const shape = inferShape(data, op);
   const leaf = firstLeaf(data);
   const dtype = opts.dtype ? checkDType(opts.dtype, op) : typeof leaf === 'boolean' ? 'bool' : 'float32';
@@ -121,7 +123,7 @@ export function full(shape: readonly number[], value: number, opts: CreateOption
   if (typeof value !== 'number' && typeof value !== 'boolean') throw new Error(`nodegrad: full: value must be a number (got ${typeof value})`);
   const t = empty(s, dtype, device);
   // float16 is filled with its bit pattern here: the native fill encodes 16-bit buffers as bfloat16
-  if (dtype === 'float16') t.storage.data.fill(f32ToF16([Number(value)])[0]);
+  if (dtype === 'float16' && device === 'cpu') t.storage.data.fill(f32ToF16([Number(value)])[0]);
   else if (value !== 0) native.fill(s, t.storage.data, 0, t.strides as number[], Number(value));
   return finish(t, opts, 'full');
 }
@@ -142,25 +144,28 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOption
   const n = Math.max(0, Math.ceil((end - start) / step));
   const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   const dtype = opts.dtype ?? (allInt ? 'int32' : 'float32');
-  const t = empty([n], checkDType(dtype, 'arange'), parseDevice(opts.device, 'arange'));
+  const device = parseDevice(opts.device, 'arange');
+  const t = empty([n], checkDType(dtype, 'arange'), 'cpu');
   const d = t.storage.data;
   for (let i = 0; i < n; i++) d[i] = start + i * step;
-  return finish(t, opts, 'arange');
+  return finish(moveTo(t, device), opts, 'arange');
 }
 
 export function linspace(start: number, end: number, steps: number, opts: CreateOptions = {}): Tensor {
   if (!Number.isInteger(steps) || steps < 0) throw new Error(`nodegrad: linspace: steps must be a non-negative integer (got ${steps})`);
-  const t = empty([steps], checkDType(opts.dtype ?? 'float32', 'linspace'), parseDevice(opts.device, 'linspace'));
+  const device = parseDevice(opts.device, 'linspace');
+  const t = empty([steps], checkDType(opts.dtype ?? 'float32', 'linspace'), 'cpu');
   const d = t.storage.data;
   for (let i = 0; i < steps; i++) d[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
-  return finish(t, opts, 'linspace');
+  return finish(moveTo(t, device), opts, 'linspace');
 }
 
 export function eye(n: number, m = n, opts: CreateOptions = {}): Tensor {
-  const t = zeros(checkShape([n, m], 'eye'), { dtype: opts.dtype, device: opts.device });
+  const device = parseDevice(opts.device, 'eye');
+  const t = zeros(checkShape([n, m], 'eye'), { dtype: opts.dtype });
   const d = t.storage.data;
   for (let i = 0; i < Math.min(n, m); i++) d[i * m + i] = 1;
-  return finish(t, opts, 'eye');
+  return finish(moveTo(t, device), opts, 'eye');
 }
 
 function randomTensor(op: string, kind: number, shape: readonly number[], a: number, b: number, opts: CreateOptions, defaultDType: DType): Tensor {
@@ -202,6 +207,15 @@ export function readData(t: Tensor): TypedArray {
   t.assertLive('data');
   const out = allocTyped(t.dtype, t.numel);
   if (t.numel === 0) return out;
+  if (t.device !== 'cpu') {
+    const c = t.isContiguous() ? t : contiguous(t);
+    try {
+      native.cudaDownload(c.storage.data as unknown as DeviceHandle, c.offset, out);
+    } finally {
+      if (c !== t) c.dispose();
+    }
+    return out;
+  }
   const src = t.storage.data;
   if (t.isContiguous()) {
     out.set(src.subarray(t.offset, t.offset + t.numel) as never);
@@ -209,6 +223,28 @@ export function readData(t: Tensor): TypedArray {
     native.copy([...t.shape], out, 0, contiguousStrides(t.shape), src, t.offset, t.strides as number[]);
   }
   return out;
+}
+
+/** Row-major copy of a tensor's values, read without blocking the event loop on CUDA. */
+export async function readDataAsync(t: Tensor): Promise<TypedArray> {
+  t.assertLive('data');
+  if (t.device === 'cpu' || t.numel === 0) return readData(t);
+  const out = allocTyped(t.dtype, t.numel);
+  const c = t.isContiguous() ? t : contiguous(t);
+  // the copy is queued now (it sees exactly the kernels issued so far), so the temporary
+  // may be released at once: its block is reused only by kernels queued after the copy
+  const p = native.cudaDownloadAsync(c.storage.data as unknown as DeviceHandle, c.offset, out);
+  if (c !== t) c.dispose();
+  await p;
+  return out;
+}
+
+/** t itself when it is on `device` already; otherwise a copy there (and t is disposed). */
+export function moveTo(t: Tensor, device: Device): Tensor {
+  if (device === t.device) return t;
+  const g = t.to(device);
+  t.dispose();
+  return g;
 }
 
 /**

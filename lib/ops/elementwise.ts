@@ -34,7 +34,8 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   checkTensor(t, 'to');
   if (t.dtype === dtype) return t;
   let out: Tensor;
-  if (dtype === 'float16' || t.dtype === 'float16') out = castHalf(t, dtype);
+  // CPU kernels read every 16-bit buffer as bfloat16; CUDA kernels know float16
+  if ((dtype === 'float16' || t.dtype === 'float16') && t.device === 'cpu') out = castHalf(t, dtype);
   else {
     out = empty(t.shape, dtype, t.device, false);
     native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
@@ -406,7 +407,7 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
 
 export function fill_(t: Tensor, value: number): void {
   checkInplace(t, 'fill_');
-  if (t.dtype === 'float16') {
+  if (t.dtype === 'float16' && t.device === 'cpu') {
     // raw 16-bit copy of the float16 pattern (the native fill would encode bfloat16)
     const v = empty([], 'float16', t.device);
     (v.storage.data as Uint16Array)[0] = f32ToF16([value])[0];

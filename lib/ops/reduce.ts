@@ -8,6 +8,7 @@ import type { Tensor, Dims } from '../tensor.js';
 import { cast, div, exp, log, mul, sub, add, eq, abs, pow, sqrt, where } from './elementwise.js';
 import { expand, permute, reshape, contiguous } from './shape.js';
 import { checkFloat, checkTensor, empty, flat, fmt, normDims, numelOf } from './util.js';
+import { moveTo } from './creation.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -175,9 +176,10 @@ function extremumDim(code: number, name: string, x: Tensor, dim: number, keepdim
 
 function reshapeArange(inShape: number[], d: number, like: Tensor): Tensor {
   const n = inShape[d];
-  const a = empty([n], 'int32', like.device);
+  let a = empty([n], 'int32', 'cpu');
   const data = a.storage.data;
   for (let i = 0; i < n; i++) data[i] = i;
+  a = moveTo(a, like.device);
   const shape = inShape.map((_, i) => (i === d ? n : 1));
   return reshape(a, shape);
 }

@@ -2,6 +2,7 @@
 // and the (buffer, offset, strides) triple every native view argument is made of.
 import type { DType, TypedArray } from '../dtype.js';
 import { Storage, type Device } from '../storage.js';
+import { native, type DeviceHandle } from '../native.js';
 import { Tensor } from '../tensor.js';
 
 export function fmt(shape: readonly number[]): string {
@@ -119,5 +120,10 @@ export function normDims(dim: number | number[] | undefined | null, ndim: number
 export function flat(t: Tensor, op: string): TypedArray {
   t.assertLive(op);
   const d = t.storage.data;
+  if (t.device !== 'cpu') {
+    // a device handle: a non-owning sub-range handle when the tensor does not start at 0
+    if (t.offset === 0 && t.storage.length === t.numel) return d;
+    return native.cudaView(d as unknown as DeviceHandle, t.offset, t.numel) as unknown as TypedArray;
+  }
   return t.offset === 0 && d.length === t.numel ? d : (d.subarray(t.offset, t.offset + t.numel) as TypedArray);
 }

@@ -51,7 +51,7 @@ static cuda::DeviceBuffer* device_buffer(const Napi::Value& v, const char* op) {
 #if NG_HAS_CUDA
 static void finalize_buffer(Napi::Env, cuda::DeviceBuffer* d) {
   // backstop for a handle that was never freed explicitly
-  if (!d->freed && d->ptr != nullptr) cuda::free(d->device, d->ptr);
+  if (d->owner && !d->freed && d->ptr != nullptr) cuda::free(d->device, d->ptr);
   delete d;
 }
 
@@ -92,7 +92,7 @@ static Napi::Value CudaAlloc(const Napi::CallbackInfo& info) {
 static Napi::Value CudaFree(const Napi::CallbackInfo& info) {
   if (!is_device_buffer(info[0])) throw Error("cuda free: expected a CUDA buffer");
   auto* d = info[0].As<Napi::External<cuda::DeviceBuffer>>().Data();
-  if (!d->freed) {
+  if (d->owner && !d->freed) {
     cuda::free(d->device, d->ptr);
     d->freed = true;
     d->ptr = nullptr;
@@ -104,6 +104,23 @@ static void check_range(const cuda::DeviceBuffer* d, int64_t off, int64_t n, con
   if (off < 0 || n < 0 || static_cast<uint64_t>(off) + static_cast<uint64_t>(n) > d->length)
     throw Error(std::string(op) + ": range [" + std::to_string(off) + ", " + std::to_string(off + n) +
                 ") is outside the CUDA storage of " + std::to_string(d->length) + " elements");
+}
+
+// cudaView(handle, elemOffset, length) -> a non-owning handle to elements [off, off+length)
+// of the block, for kernels that take a buffer starting at a tensor's first element.
+static Napi::Value CudaView(const Napi::CallbackInfo& info) {
+  const char* op = "cuda view";
+  cuda::DeviceBuffer* d = device_buffer(info[0], op);
+  int64_t off = to_i64(info[1], op, "offset"), n = to_i64(info[2], op, "length");
+  check_range(d, off, n, op);
+  auto* v = new cuda::DeviceBuffer(*d);
+  v->owner = false;
+  v->ptr = static_cast<char*>(d->ptr) + off * dtype_size(d->dtype);
+  v->length = static_cast<size_t>(n);
+  v->bytes = v->length * dtype_size(d->dtype);
+  Napi::External<cuda::DeviceBuffer> ext = Napi::External<cuda::DeviceBuffer>::New(info.Env(), v, finalize_buffer);
+  napi_type_tag_object(info.Env(), ext, &kDeviceBufferTag);
+  return ext;
 }
 
 // cudaUpload(handle, elemOffset, typedArray): host -> device, n = typedArray length.
@@ -246,6 +263,7 @@ void InitCuda(Napi::Env env, Napi::Object exports) {
 #if NG_HAS_CUDA
   exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc));
   exports.Set("cudaFree", Napi::Function::New(env, CudaFree));
+  exports.Set("cudaView", Napi::Function::New(env, CudaView));
   exports.Set("cudaUpload", Napi::Function::New(env, CudaUpload));
   exports.Set("cudaDownload", Napi::Function::New(env, CudaDownload));
   exports.Set("cudaDownloadAsync", Napi::Function::New(env, CudaDownloadAsync));
