@@ -7,14 +7,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../lib/native.js';
 import { setNumThreads } from '../lib/info.js';
+import { main as gpuMain, GPU_BENCHES } from './gpu/run.js';
 import { benchDir, printTable, Peer, timeIt, writeResults, type BenchContext, type Row } from './common.js';
 
 const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt', 'serve'];
 
-interface Args { quick: boolean; only: string[]; threads: number; peer: boolean; out?: string }
+interface Args { quick: boolean; only: string[]; threads: number; peer: boolean; out?: string; gpu: 'auto' | 'only' | 'off' }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: [], threads: Number(process.env.NODEGRAD_THREADS) || os.availableParallelism(), peer: true };
+  const a: Args = { quick: false, only: [], threads: Number(process.env.NODEGRAD_THREADS) || os.availableParallelism(), peer: true, gpu: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i];
     const value = (): string => {
@@ -27,14 +28,16 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--threads') a.threads = Number(value());
     else if (f === '--no-peer') a.peer = false;
     else if (f === '--out') a.out = path.resolve(value());
+    else if (f === '--gpu-only') a.gpu = 'only';
+    else if (f === '--no-gpu') a.gpu = 'off';
     else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run bench -- [--quick] [--only name[,name]] [--threads N] [--no-peer] [--out FILE]');
+      console.log('usage: npm run bench -- [--quick] [--only name[,name]] [--threads N] [--no-peer] [--out FILE] [--gpu-only | --no-gpu]');
       console.log(`benches: ${BENCHES.join(', ')}`);
       process.exit(0);
     } else throw new Error(`bench: unknown flag ${f} (try --help)`);
   }
   if (!Number.isInteger(a.threads) || a.threads < 1) throw new Error(`bench: --threads must be a positive integer (got ${a.threads})`);
-  for (const o of a.only) if (!BENCHES.includes(o)) throw new Error(`bench: unknown bench '${o}' (known: ${BENCHES.join(', ')})`);
+  for (const o of a.only) if (!BENCHES.includes(o) && !GPU_BENCHES.includes(o)) throw new Error(`bench: unknown bench '${o}' (known: ${BENCHES.join(', ')})`);
   return a;
 }
 
@@ -59,6 +62,11 @@ function sourceOf(name: string): string | null {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.gpu === 'only') {
+    const only = args.only.filter((o) => GPU_BENCHES.includes(o));
+    if ((await gpuMain({ quick: args.quick, only, out: args.out })) > 0) process.exitCode = 1;
+    return;
+  }
   setNumThreads(args.threads);
   const loadStart = os.loadavg()[0];
   const cores = os.availableParallelism();
@@ -99,6 +107,10 @@ async function main(): Promise<void> {
   const out = writeResults(all, { threads: args.threads, peer, peakCopyGBps: peakGBps, quick: args.quick, only: args.only, cpuFeatures,
     loadavg: [loadStart, os.loadavg()[0]] }, args.out);
   console.log(`\nwrote ${all.length} rows to ${path.relative(process.cwd(), out)}`);
+  if (args.gpu === 'auto') {
+    const only = args.only.filter((o) => GPU_BENCHES.includes(o));
+    if (!args.only.length || only.length) failed += await gpuMain({ quick: args.quick, only });
+  }
   if (failed) process.exitCode = 1;
 }
 
