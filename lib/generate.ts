@@ -6,6 +6,7 @@ import { scope } from './memory.js';
 import { tensor } from './ops/creation.js';
 import { mulberry32, nextRandom } from './random.js';
 import type { Tensor } from './tensor.js';
+import type { Device } from './storage.js';
 import { disposeKVCache, type LayerKVCache } from './nn/attention.js';
 
 export interface GenerateOptions {
@@ -29,6 +30,8 @@ export interface Generator {
   train(mode?: boolean): unknown;
   forward(ids: Tensor, opts: { kvCache?: LayerKVCache[] }): { logits: Tensor };
   newKVCache(): LayerKVCache[];
+  /** Where the model's weights live (prompts are moved there); the CPU when absent. */
+  parameters?(): Iterable<Tensor>;
 }
 
 
@@ -97,6 +100,12 @@ function validate(model: Generator, opts: GenerateOptions): void {
 }
 
 /** One decoding session: the prompts, the sampler state and the KV cache. */
+/** The device of a model's first parameter (inputs are created there). */
+function modelDevice(model: Generator): Device {
+  if (model.parameters) for (const p of model.parameters()) return p.device;
+  return 'cpu';
+}
+
 class Decoder {
   readonly seqs: number[][];
   readonly done: boolean[];
@@ -137,7 +146,7 @@ class Decoder {
         this.fed = 0;
       }
       const start = this.cache && this.fed > 0 ? this.fed : Math.max(0, len - block);
-      const ids = tensor(seqs.map((r) => r.slice(start)), { dtype: 'int32' });
+      const ids = tensor(seqs.map((r) => r.slice(start)), { dtype: 'int32', device: modelDevice(model) });
       const { logits } = model.forward(ids, { kvCache: this.cache ?? undefined });
       this.fed = len;
       const last = logits.select(1, logits.shape[1] - 1).dataSync() as Float32Array;

@@ -169,7 +169,7 @@ export class BertEmbeddings extends Module {
   }
   forward(inputIds: Tensor, tokenTypeIds: Tensor | null): Tensor {
     const T = inputIds.shape[1];
-    let x = add(this.wordEmbeddings.forward(inputIds), this.positionEmbeddings.forward(arange(0, T, 1, { dtype: 'int32' })));
+    let x = add(this.wordEmbeddings.forward(inputIds), this.positionEmbeddings.forward(arange(0, T, 1, { dtype: 'int32', device: inputIds.device })));
     x = tokenTypeIds ? add(x, this.tokenTypeEmbeddings.forward(tokenTypeIds)) : add(x, this.tokenTypeEmbeddings.weight.select(0, 0));
     return this.dropout.forward(this.layerNorm.forward(x));
   }

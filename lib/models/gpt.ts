@@ -1,7 +1,7 @@
 // GPT-2: token + position embeddings, nLayer pre-LN blocks, final LayerNorm, and an
 // output projection tied to the token embedding. Initialised as GPT-2 does: N(0, 0.02),
 // residual projections scaled by 1/√(2·nLayer), zero biases.
-import { noGrad } from '../autograd.js';
+import { isGradEnabled, noGrad } from '../autograd.js';
 import { arange, randn } from '../ops/creation.js';
 import { crossEntropy } from '../ops/loss.js';
 import { add } from '../ops/elementwise.js';
@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor.js';
 import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
+import { checkpoint } from '../nn/checkpoint.js';
 import { generate, generateStream, type GenerateOptions } from '../generate.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -29,6 +30,11 @@ export interface GPTConfig {
   bias?: boolean;
   /** LayerNorm epsilon (GPT-2: 1e-5). */
   layerNormEps?: number;
+  /**
+   * Activation checkpointing per block while training: a block's activations are
+   * recomputed in backward instead of kept (less memory, one more forward per step).
+   */
+  checkpoint?: boolean;
 }
 
 const PRESETS: Record<string, GPTConfig> = {
@@ -51,7 +57,7 @@ export function checkGPTConfig(c: GPTConfig): Required<GPTConfig> {
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`nodegrad: GPT: dropout must be in [0, 1) (got ${dropout})`);
   const layerNormEps = c.layerNormEps ?? 1e-5;
   if (!(layerNormEps > 0)) throw new Error(`nodegrad: GPT: layerNormEps must be positive (got ${layerNormEps})`);
-  return { ...c, dropout, bias: c.bias ?? true, layerNormEps };
+  return { ...c, dropout, bias: c.bias ?? true, layerNormEps, checkpoint: c.checkpoint ?? false };
 }
 
 export interface GPTForwardOptions {
@@ -115,15 +121,17 @@ export class GPT extends Module {
     if (past + T > c.blockSize) {
       throw new Error(`nodegrad: GPT.forward: sequence length ${past + T} exceeds blockSize ${c.blockSize}`);
     }
-    const pos = opts.positionIds ?? arange(past, past + T);
+    const pos = opts.positionIds ?? arange(past, past + T, 1, { device: inputIds.device });
     if (opts.positionIds && (pos.dtype !== 'int32' || pos.shape[pos.ndim - 1] !== T || pos.ndim > 2 || (pos.ndim === 2 && pos.shape[0] !== B))) {
       throw new Error(`nodegrad: GPT.forward: positionIds must be int32 [${B}, ${T}] or [${T}] (got ${pos.dtype} ${fmt(pos.shape)})`);
     }
     let x = add(this.wte.forward(inputIds), this.wpe.forward(pos));
     x = this.drop.forward(x);
     let i = 0;
+    const ckpt = c.checkpoint && this.training && !opts.kvCache && isGradEnabled();
     for (const block of this.h) {
-      x = block.forward(x, { isCausal: true, kvCache: opts.kvCache?.[i++], keyPaddingMask: opts.attentionMask });
+      const o = { isCausal: true, kvCache: opts.kvCache?.[i++], keyPaddingMask: opts.attentionMask };
+      x = ckpt ? checkpoint((xx) => block.forward(xx, o), x) : block.forward(x, o);
     }
     x = this.lnF.forward(x);
     const logits = linear(x, this.wte.weight); // tied output projection

@@ -84,8 +84,8 @@ export class MultiheadAttention extends Module {
     if (isCausal && past > 0) {
       // queries sit at positions past..past+T-1: query i sees keys j <= past + i
       if (T > 1) {
-        const qi = reshape(arange(past, past + T), [T, 1]);
-        const kj = reshape(arange(0, Tk), [1, Tk]);
+        const qi = reshape(arange(past, past + T, 1, { device: q.device }), [T, 1]);
+        const kj = reshape(arange(0, Tk, 1, { device: q.device }), [1, Tk]);
         mask = le(kj, qi);
       }
       isCausal = false;
@@ -97,8 +97,8 @@ export class MultiheadAttention extends Module {
       }
       const pad = reshape(cast(m, 'bool'), [B, 1, 1, Tk]);
       if (isCausal) {
-        const qi = reshape(arange(0, T), [T, 1]);
-        const kj = reshape(arange(0, Tk), [1, Tk]);
+        const qi = reshape(arange(0, T, 1, { device: q.device }), [T, 1]);
+        const kj = reshape(arange(0, Tk, 1, { device: q.device }), [1, Tk]);
         mask = logicalAnd(pad, le(kj, qi));
         isCausal = false;
       } else {
