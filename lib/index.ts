@@ -7,6 +7,7 @@ export { info, setNumThreads, getNumThreads } from './info.js';
 export { manualSeed, initialSeed } from './random.js';
 export { noGrad, enableGrad, isGradEnabled, setGradEnabled } from './autograd.js';
 export { scope, scopeAsync, keep, dispose, memory } from './memory.js';
+export { autocast, isAutocastEnabled, autocastDType, type AutocastOptions } from './autocast.js';
 export {
   tensor, zeros, ones, full, zerosLike, onesLike, fullLike, arange, linspace, eye, rand, randn, randint, bernoulli,
 } from './ops/creation.js';

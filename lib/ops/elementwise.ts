@@ -76,8 +76,34 @@ function scalarDType(t: Tensor, s: number, code: number): DType {
 }
 
 /** Raw binary op without autograd: out = a (op) b with broadcasting and type promotion. */
+const isHalfCpu = (t: TensorLike): boolean =>
+  typeof t !== 'number' && t instanceof Tensor && t.device === 'cpu' && (t.dtype === 'bfloat16' || t.dtype === 'float16');
+
+/** A half-precision CPU op done in float32 and rounded once (the CPU has no half kernels). */
+function viaFloat32(half: DType, fn: (up: (t: TensorLike) => TensorLike) => Tensor): Tensor {
+  const temps: Tensor[] = [];
+  const up = (t: TensorLike): TensorLike => {
+    if (typeof t === 'number' || t.dtype !== half) return t;
+    const c = cast(t, 'float32');
+    temps.push(c);
+    return c;
+  };
+  const r = fn(up);
+  for (const t of temps) t.dispose();
+  if (r.dtype !== 'float32') return r;
+  const out = cast(r, half);
+  r.dispose();
+  return out;
+}
+
 export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
   const name = opName(code);
+  if (isHalfCpu(a) || isHalfCpu(b)) {
+    const half = isHalfCpu(a) ? (a as Tensor).dtype : (b as Tensor).dtype;
+    const other = isHalfCpu(a) ? b : a;
+    const dt = typeof other === 'number' ? half : promoteTypes(half, other.dtype);
+    if (dt === half) return viaFloat32(half, (up) => binaryRaw(code, up(a), up(b)));
+  }
   if (typeof a === 'number' && typeof b === 'number') throw new Error(`nodegrad: ${name}: at least one operand must be a Tensor`);
   if (typeof b === 'number' || typeof a === 'number') {
     const t = (typeof a === 'number' ? b : a) as Tensor;
@@ -220,6 +246,7 @@ const FLOAT_ONLY = new Set<number>([Un.exp, Un.log, Un.sqrt, Un.rsqrt, Un.tanh, 
 /** Raw unary op without autograd. */
 export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta = 0): Tensor {
   checkTensor(x, name);
+  if (isHalfCpu(x)) return viaFloat32(x.dtype, (up) => unaryRaw(code, up(x) as Tensor, name, alpha, beta));
   let src = x;
   if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
   const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
@@ -230,6 +257,10 @@ export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta 
 }
 
 function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Tensor {
+  if (isHalfCpu(g) || isHalfCpu(saved)) {
+    const half = isHalfCpu(g) ? g.dtype : saved.dtype;
+    return viaFloat32(half, (up) => unaryGradKernel(code, up(saved) as Tensor, up(g) as Tensor, alpha));
+  }
   const gx = empty(g.shape, g.dtype, g.device, false);
   native.unaryBackward(code, [...g.shape], ...va(gx, 'backward'), saved.storage.data, saved.offset,
     broadcastStrides(saved, g.shape), ...va(g, 'backward'), alpha);

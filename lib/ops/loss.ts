@@ -6,7 +6,8 @@
 import type { TypedArray } from '../dtype.js';
 import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
+import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import { cast, div, mul, sub } from './elementwise.js';
 import { mean, sum, sumToShape } from './reduce.js';
 import { contiguous, expand } from './shape.js';
@@ -107,6 +108,7 @@ function reduceRows(loss: Tensor, reduction: Reduction, total: number): Tensor {
  * indices [N] (or [], or [N, d1, ...]), as torch.nn.functional.cross_entropy.
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  if (isAutocastEnabled() && logits instanceof Tensor) logits = fullPrecision(logits);
   const op = 'crossEntropy';
   checkTensor(logits, op, 'logits');
   checkTensor(targets, op, 'targets');
@@ -141,6 +143,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
 
 /** Negative log-likelihood of log-probabilities [N, C] (or [C], [N, C, d1, ...]) at int32 targets. */
 export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions = {}): Tensor {
+  if (isAutocastEnabled() && logProbs instanceof Tensor) logProbs = fullPrecision(logProbs);
   const op = 'nllLoss';
   checkTensor(logProbs, op, 'logProbs');
   checkTensor(targets, op, 'targets');

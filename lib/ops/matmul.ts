@@ -2,10 +2,11 @@
 // (x @ wᵀ + b). Both are one native GEMM call over strided views: transposed operands
 // (as in every backward here) are read through their strides, never copied.
 import type { TypedArray } from '../dtype.js';
-import { needsGrad, record } from '../autograd.js';
+import { needsGrad, noGrad, record } from '../autograd.js';
+import { isAutocastEnabled, lowPrecision } from '../autocast.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
-import { cast } from './elementwise.js';
+import { cast, copy_ } from './elementwise.js';
 import { sum, sumToShape } from './reduce.js';
 import { expand, reshape, transpose, unsqueeze, squeeze } from './shape.js';
 import { checkFloat, checkSameDevice, checkTensor, empty, fmt, broadcastShapes } from './util.js';
@@ -21,6 +22,18 @@ declare module '../native.js' {
 
 /** C = alpha·A@B + beta·C for A [..., M, K], B [..., K, N] already broadcast to C's batch dims. */
 function gemmInto(a: Tensor, b: Tensor, c: Tensor, alpha = 1, beta = 0): void {
+  if (c.device === 'cpu' && (c.dtype === 'bfloat16' || c.dtype === 'float16')) {
+    // The CPU has no half GEMM: multiply the (exactly representable) float32 values with
+    // float32 accumulation and round once, as the GPU's tensor cores do.
+    noGrad(() => {
+      const a32 = cast(a, 'float32'), b32 = cast(b, 'float32');
+      const c32 = beta !== 0 ? cast(c, 'float32') : empty(c.shape, 'float32', 'cpu', false);
+      gemmInto(a32, b32, c32, alpha, beta);
+      copy_(c, c32);
+      a32.dispose(); b32.dispose(); c32.dispose();
+    });
+    return;
+  }
   const nd = c.ndim;
   const M = c.shape[nd - 2], N = c.shape[nd - 1], K = a.shape[a.ndim - 1];
   const batch = c.shape.slice(0, nd - 2) as number[];
@@ -47,6 +60,10 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   checkTensor(a, 'matmul', 'input');
   checkTensor(b, 'matmul', 'other');
+  if (isAutocastEnabled()) {
+    const al = lowPrecision(a), bl = lowPrecision(b);
+    if (al !== a || bl !== b) return matmul(al, bl);
+  }
   checkSameDevice('matmul', a, b);
   checkFloat(a, 'matmul', 'input');
   checkFloat(b, 'matmul', 'other');
@@ -88,6 +105,10 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   checkTensor(x, 'linear', 'input');
   checkTensor(weight, 'linear', 'weight');
   if (bias) checkTensor(bias, 'linear', 'bias');
+  if (isAutocastEnabled()) {
+    const xl = lowPrecision(x), wl = lowPrecision(weight), bl = lowPrecision(bias);
+    if (xl !== x || wl !== weight || bl !== (bias ?? null)) return linear(xl, wl, bl);
+  }
   checkSameDevice('linear', x, weight, bias);
   checkFloat(x, 'linear', 'input');
   if (weight.ndim !== 2) throw new Error(`nodegrad: linear: weight must be 2-D [out, in] (got ${fmt(weight.shape)})`);

@@ -32,6 +32,16 @@ function outShape(shape: readonly number[], dims: number[], keepdim: boolean): n
 /** Runs a reduction without autograd. Returns values (and indices for max/min). */
 function reduceRaw(code: number, x: Tensor, dims: number[], keepdim: boolean, name: string, correction = 0,
   withIdx = false): { values: Tensor; indices: Tensor | null } {
+  if (x.device === 'cpu' && (x.dtype === 'bfloat16' || x.dtype === 'float16')) {
+    // no half kernels on the CPU: reduce in float32 and round the result once
+    const x32 = cast(x, 'float32');
+    const r = reduceRaw(code, x32, dims, keepdim, name, correction, withIdx);
+    x32.dispose();
+    if (r.values.dtype !== 'float32') return r;
+    const v = cast(r.values, x.dtype);
+    r.values.dispose();
+    return { values: v, indices: r.indices };
+  }
   if (dims.some((d) => x.shape[d] === 0) && (code === R.max || code === R.min || code === R.argmax || code === R.argmin)) {
     throw new Error(`nodegrad: ${name}: cannot reduce over an empty dimension (shape ${fmt(x.shape)})`);
   }

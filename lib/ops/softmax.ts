@@ -6,6 +6,7 @@
 import type { TypedArray } from '../dtype.js';
 import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
+import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
 import { contiguous } from './shape.js';
@@ -64,10 +65,10 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
 
 /** softmax(x)_i = exp(x_i) / sum_j exp(x_j) along `dim` (numerically stable). */
 export function softmax(x: Tensor, dim: number): Tensor {
-  return softmaxImpl(x, dim, false);
+  return softmaxImpl(isAutocastEnabled() ? fullPrecision(x) : x, dim, false);
 }
 
 /** log(softmax(x)) along `dim`, computed as x - max - log(sum(exp(x - max))). */
 export function logSoftmax(x: Tensor, dim: number): Tensor {
-  return softmaxImpl(x, dim, true);
+  return softmaxImpl(isAutocastEnabled() ? fullPrecision(x) : x, dim, true);
 }

@@ -114,6 +114,12 @@ export abstract class Optimizer<H extends Hyper> {
     throw new Error(`nodegrad: ${this.opName}: unknown option '${k}' (known: ${Object.keys(this.defaults).join(', ')})`);
   }
 
+  /** Frees the optimizer's state tensors (moments); the optimizer starts afresh if stepped again. */
+  dispose(): void {
+    for (const s of this.state.values()) for (const v of Object.values(s)) if (v instanceof Tensor) v.dispose();
+    this.state.clear();
+  }
+
   /** Clears gradients: sets them to null (default) or fills them with zeros. */
   zeroGrad({ setToNone = true }: { setToNone?: boolean } = {}): void {
     for (const g of this.paramGroups) {
