@@ -2,7 +2,8 @@
 # Everything waiting for a GPU, in one command, on the lent GPU machine (see
 # ../shared/gpu/README.md): builds the addon with nvcc for the device's architecture,
 # runs the GPU tests, the GPU benchmarks (recorded as bench/results/<date>-<gpu>.json,
-# DESIGN.md §8) and the transformers interop check, and copies logs and results to $OUT.
+# DESIGN.md §8), the bf16 convergence check against PyTorch and the transformers
+# interop check, and copies logs and results to $OUT.
 #
 #   here:  npm install && ../shared/gpu/pack.sh
 #   there: source .gpu/unpack.sh && NODEGRAD_COMMIT=<sha> bash scripts/gpu-run.sh [build|test|bench|interop|all] [--quick]
@@ -41,6 +42,12 @@ run_bench() {
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   cp bench/results/"$date"-*.json "$OUT/" 2>/dev/null || true
 }
+run_converge() {
+  echo "== convergence check (GPT-2 124M, bf16, nodegrad vs PyTorch from the same weights)"
+  node --import ./scripts/ts-loader.mjs bench/converge.ts --device cuda --steps 200 2>&1 | tee "$OUT/converge.log" | tail -5
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  cp bench/results/*-converge.json bench/results/*-converge.svg "$OUT/" 2>/dev/null || true
+}
 run_interop() {
   echo "== transformers interop"
   LOG="$OUT/interop.log" bash test/interop/run.sh "$OUT/interop-models" > /dev/null 2>&1 || status=1
@@ -52,7 +59,8 @@ case "$step" in
   test) run_test ;;
   bench) run_bench ;;
   interop) run_interop ;;
-  all) run_build && { run_test; run_bench; run_interop; } ;;
-  *) echo "usage: scripts/gpu-run.sh [build|test|bench|interop|all] [--quick]"; exit 2 ;;
+  converge) run_converge ;;
+  all) run_build && { run_test; run_bench; run_converge; run_interop; } ;;
+  *) echo "usage: scripts/gpu-run.sh [build|test|bench|converge|interop|all] [--quick]"; exit 2 ;;
 esac
 exit $status
