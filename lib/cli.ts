@@ -32,6 +32,7 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
   --weight-decay X       AdamW weight decay (default 0.1)
   --eval-interval N      evaluate every N steps (default 250)
   --device cpu|cuda      where to train (default cpu)
+  --dtype float32|bf16|fp16  mixed precision on CUDA: matmuls and attention in bf16/fp16 (default float32)
   --threads N            CPU threads (default: all cores)
   --seed N               random seed (default 1337)
   --out DIR              checkpoint directory (default runs/nodegrad-default)
@@ -130,16 +131,22 @@ const flag = { type: 'boolean' } as const;
 async function train(argv: string[]): Promise<number> {
   const o = parse(argv, {
     data: str, tokenizer: str, preset: str, 'n-layer': str, 'n-head': str, 'n-embd': str, 'block-size': str, dropout: str,
-    steps: str, batch: str, 'grad-accum': str, lr: str, 'weight-decay': str, 'eval-interval': str, device: str,
+    steps: str, batch: str, 'grad-accum': str, lr: str, 'weight-decay': str, 'eval-interval': str, device: str, dtype: str,
     threads: str, seed: str, out: str, resume: flag, log: str, samples: str, help: { type: 'boolean', short: 'h' },
   }, 'train');
   if (o.help) { console.log(TRAIN_HELP); return 0; }
   const device = (o.device as string | undefined) ?? 'cpu';
   if (device !== 'cpu' && !/^cuda(:\d+)?$/.test(device)) throw new Error(`nodegrad: --device must be cpu or cuda (got '${device}')`);
-  if (device !== 'cpu') {
+  if (device !== 'cpu' && !info().cuda.available) {
     const cu = info().cuda;
     throw new Error(`nodegrad: --device ${device}: no usable CUDA device (${cu.unavailableReason ?? 'the CUDA backend is not available in this build'})`);
   }
+  const dtypeFlag = (o.dtype as string | undefined) ?? 'float32';
+  if (!['float32', 'bf16', 'bfloat16', 'fp16', 'float16'].includes(dtypeFlag)) {
+    throw new Error(`nodegrad: --dtype must be float32, bf16 or fp16 (got '${dtypeFlag}')`);
+  }
+  const amp = dtypeFlag === 'float32' ? null : dtypeFlag.startsWith('b') ? 'bfloat16' as const : 'float16' as const;
+  if (amp && device === 'cpu') throw new Error(`nodegrad: --dtype ${dtypeFlag}: mixed precision needs --device cuda (the CPU trains in float32)`);
   if (o.threads !== undefined) setNumThreads(int(o, 'threads', 1));
   const seed = int(o, 'seed', 1337, 0);
   manualSeed(seed);
@@ -179,7 +186,7 @@ async function train(argv: string[]): Promise<number> {
     blockSize: int(o, 'block-size', presetName === 'nano' && builtin ? 32 : base.blockSize),
     dropout: num(o, 'dropout', base.dropout ?? 0, (x) => x >= 0 && x < 1),
   };
-  const model = new GPT(config);
+  const model = new GPT(config).to(device as 'cpu');
   const steps = int(o, 'steps', 6000, 0);
   const batch = int(o, 'batch', 32);
   const lr = num(o, 'lr', 3e-3, (x) => x > 0);
@@ -202,6 +209,7 @@ async function train(argv: string[]): Promise<number> {
     evalIters: 8, logInterval: 25, checkpointDir: out, checkpointInterval: 500,
     checkpointFiles: () => ({ 'tokenizer.json': JSON.stringify(tok.toJSON()) }),
     logFile: (o.log as string | undefined) ?? path.join(out, 'log.jsonl'),
+    device: device as 'cpu', autocast: amp,
   });
   if (resume) {
     await trainer.resume(out);

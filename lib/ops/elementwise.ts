@@ -452,7 +452,16 @@ export function fill_(t: Tensor, value: number): void {
 export function copy_(dst: Tensor, src: Tensor): void {
   checkInplace(dst, 'copy_');
   checkTensor(src, 'copy_', 'src');
-  checkSameDevice('copy_', dst, src);
+  if (src.device !== dst.device) {
+    // across devices, like torch's copy_: move the source first
+    const moved = src.to(dst.device);
+    try {
+      copy_(dst, moved);
+    } finally {
+      moved.dispose();
+    }
+    return;
+  }
   const shape = broadcastShapes(dst.shape, src.shape, 'copy_');
   if (fmt(shape) !== fmt(dst.shape)) {
     throw new Error(`nodegrad: copy_: source of shape ${fmt(src.shape)} does not broadcast to the destination's shape ${fmt(dst.shape)}`);

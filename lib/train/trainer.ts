@@ -7,7 +7,9 @@ import path from 'node:path';
 import { noGrad } from '../autograd.js';
 import { memory, scope } from '../memory.js';
 import { getRngState, setRngState } from '../random.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
+import type { Device } from '../storage.js';
+import { autocast, type AutocastDType, type AutocastOptions } from '../autocast.js';
 import type { Module } from '../nn/module.js';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
@@ -72,6 +74,10 @@ export interface TrainerOptions {
    * language-model convention). Classifiers pass e.g. (m, b) => m.forward({ inputIds: b.x, labels: b.y, ... }).loss.
    */
   lossFn?: (model: TrainableModel, batch: Batch) => Tensor;
+  /** Device the batches are moved to (the model must be there already); default: the CPU. */
+  device?: Device;
+  /** Mixed precision: run each step's forward under autocast (e.g. 'bfloat16' on CUDA). */
+  autocast?: AutocastDType | AutocastOptions | null;
   /** Stop when the validation loss has not improved by minDelta for `patience` evaluations. */
   earlyStopping?: { patience: number; minDelta?: number };
 }
@@ -80,6 +86,13 @@ export interface TrainResult { steps: number; lastLoss: number; bestValLoss: num
 
 function checkInt(v: unknown, name: string, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`nodegrad: Trainer: ${name} must be an integer >= ${min} (got ${String(v)})`);
+}
+
+function toDevice(b: Batch, device: Device | undefined): Batch {
+  if (!device || device === 'cpu') return b;
+  const out: Record<string, unknown> = { ...b };
+  for (const [k, v] of Object.entries(b)) if (v instanceof Tensor && v.device !== device) out[k] = v.to(device);
+  return out as unknown as Batch;
 }
 
 function defaultLoss(model: TrainableModel, b: Batch): Tensor {
@@ -107,6 +120,14 @@ export class Trainer {
     return typeof lr === 'number' ? lr : lr(step);
   }
 
+  private loss(model: TrainableModel, batch: Batch): Tensor {
+    const b = toDevice(batch, this.opts.device);
+    const fn = (): Tensor => (this.opts.lossFn ?? defaultLoss)(model, b);
+    const ac = this.opts.autocast;
+    if (!ac) return fn();
+    return autocast(typeof ac === 'string' ? { dtype: ac } : ac, fn);
+  }
+
   /** Mean loss over evalIters batches of the validation source (no gradients, eval mode). */
   evaluate(iters = this.opts.evalIters ?? 10): number {
     const src = this.opts.val;
@@ -118,7 +139,7 @@ export class Trainer {
     try {
       for (let i = 0; i < iters; i++) {
         total += noGrad(() => scope(() => {
-          return (this.opts.lossFn ?? defaultLoss)(model, src.getBatch(this.opts.batchSize, this.opts.blockSize)).item();
+          return this.loss(model, src.getBatch(this.opts.batchSize, this.opts.blockSize)).item();
         }));
       }
     } finally {
@@ -137,7 +158,7 @@ export class Trainer {
     let loss = 0;
     for (let m = 0; m < accum; m++) {
       loss += scope(() => {
-        const out = (this.opts.lossFn ?? defaultLoss)(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
+        const out = this.loss(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
         const l = accum > 1 ? out.div(accum) : out;
         l.backward();
         return out.item();
