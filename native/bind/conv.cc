@@ -31,7 +31,7 @@ static int64_t mul_checked(std::initializer_list<int64_t> xs, const char* op) {
 // A buffer of dtype dt holding at least n elements, or nullptr for null/undefined when optional.
 static void* buf_arg(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what, bool optional) {
   if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
-  Buf b = to_buf(v, op, what);
+  Buf b = to_cpu_buf(v, op, what);
   check_dtype(b, dt, op, what);
   check_extent(b, 0, n, op, what);
   return b.data;
@@ -47,7 +47,7 @@ static Conv2dGeom conv_geom(const Napi::CallbackInfo& info, size_t i, const char
 static Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const char* op = "conv2d";
   Conv2dGeom g = conv_geom(info, 4, op);
-  Buf x = to_buf(info[0], op, "input");
+  Buf x = to_cpu_buf(info[0], op, "input");
   check_extent(x, 0, mul_checked({g.N, g.C, g.H, g.W}, op), op, "input");
   const void* w = buf_arg(info[1], x.dtype, mul_checked({g.O, g.C / g.G, g.kh, g.kw}, op), op, "weight", false);
   const void* b = buf_arg(info[2], x.dtype, g.O, op, "bias", true);
@@ -59,7 +59,7 @@ static Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 static Napi::Value Conv2dBackward(const Napi::CallbackInfo& info) {
   const char* op = "conv2d backward";
   Conv2dGeom g = conv_geom(info, 6, op);
-  Buf dy = to_buf(info[0], op, "grad");
+  Buf dy = to_cpu_buf(info[0], op, "grad");
   check_extent(dy, 0, mul_checked({g.N, g.O, g.OH, g.OW}, op), op, "grad");
   const int64_t nx = mul_checked({g.N, g.C, g.H, g.W}, op), nw = mul_checked({g.O, g.C / g.G, g.kh, g.kw}, op);
   const void* x = buf_arg(info[1], dy.dtype, nx, op, "input", false);
@@ -81,7 +81,7 @@ static Pool2dGeom pool_geom(const Napi::CallbackInfo& info, size_t i, const char
 static Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
   const char* op = "maxPool2d";
   Pool2dGeom g = pool_geom(info, 3, op);
-  Buf x = to_buf(info[0], op, "input");
+  Buf x = to_cpu_buf(info[0], op, "input");
   check_extent(x, 0, mul_checked({g.planes, g.H, g.W}, op), op, "input");
   const int64_t ny = mul_checked({g.planes, g.OH, g.OW}, op);
   void* y = buf_arg(info[1], x.dtype, ny, op, "out", false);
@@ -93,7 +93,7 @@ static Napi::Value MaxPool2dForward(const Napi::CallbackInfo& info) {
 static Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
   const char* op = "maxPool2d backward";
   Pool2dGeom g = pool_geom(info, 3, op);
-  Buf dy = to_buf(info[0], op, "grad");
+  Buf dy = to_cpu_buf(info[0], op, "grad");
   const int64_t ny = mul_checked({g.planes, g.OH, g.OW}, op);
   check_extent(dy, 0, ny, op, "grad");
   const void* idx = buf_arg(info[1], DType::I32, ny, op, "indices", false);
@@ -109,7 +109,7 @@ static Napi::Value AvgPool2d(const Napi::CallbackInfo& info, bool backward) {
   const int64_t div = to_i64(info[4], op, "divisorOverride");
   if (div < 0) throw Error(std::string(op) + ": divisorOverride must not be negative");
   const int64_t nx = mul_checked({g.planes, g.H, g.W}, op), ny = mul_checked({g.planes, g.OH, g.OW}, op);
-  Buf src = to_buf(info[0], op, backward ? "grad" : "input");
+  Buf src = to_cpu_buf(info[0], op, backward ? "grad" : "input");
   check_extent(src, 0, backward ? ny : nx, op, backward ? "grad" : "input");
   void* dst = buf_arg(info[1], src.dtype, backward ? nx : ny, op, backward ? "grad input" : "out", false);
   if (backward) avgpool2d_backward(src.data, dst, src.dtype, g, include_pad, div);
@@ -121,7 +121,7 @@ static Napi::Value AdaptiveAvgPool2d(const Napi::CallbackInfo& info, bool backwa
   const char* op = backward ? "adaptiveAvgPool2d backward" : "adaptiveAvgPool2d";
   std::vector<int64_t> v = geom_at(info, 2, 5, op);
   const int64_t nx = mul_checked({v[0], v[1], v[2]}, op), ny = mul_checked({v[0], v[3], v[4]}, op);
-  Buf src = to_buf(info[0], op, backward ? "grad" : "input");
+  Buf src = to_cpu_buf(info[0], op, backward ? "grad" : "input");
   check_extent(src, 0, backward ? ny : nx, op, backward ? "grad" : "input");
   void* dst = buf_arg(info[1], src.dtype, backward ? nx : ny, op, backward ? "grad input" : "out", false);
   if (backward) adaptive_avgpool2d_backward(src.data, dst, src.dtype, v[0], v[1], v[2], v[3], v[4]);

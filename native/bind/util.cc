@@ -46,6 +46,14 @@ Buf to_buf(const Napi::Value& v, const char* op, const char* what) {
   return b;
 }
 
+Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what) {
+  Buf b = to_buf(v, op, what);
+  if (b.device >= 0)
+    throw Error(where(op, what) + " is on cuda:" + std::to_string(b.device) +
+                ", but this op has no CUDA kernel yet; move the tensors with .cpu()");
+  return b;
+}
+
 int64_t to_i64(const Napi::Value& v, const char* op, const char* what) {
   if (!v.IsNumber()) throw Error(where(op, what) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();

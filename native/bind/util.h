@@ -22,6 +22,8 @@ struct Buf {
 };
 
 Buf to_buf(const Napi::Value& v, const char* op, const char* what);
+// For ops with only a CPU kernel: a CUDA buffer is an Error naming the op.
+Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what);
 int64_t to_i64(const Napi::Value& v, const char* op, const char* what);
 double to_f64(const Napi::Value& v, const char* op, const char* what);
 bool to_bool(const Napi::Value& v);
