@@ -23,11 +23,25 @@ function findNvcc() {
   return null;
 }
 
+// GPU targets: NODEGRAD_CUDA_ARCHS when set; every supported generation for --release
+// (prebuilt binaries); otherwise the GPUs of this machine, and on a machine without one
+// (CI, CPU servers) the oldest and newest code paths only (sm_75 SASS + sm_90 PTX), so
+// every kernel is still compiled and checked without the cost of a release build.
+const RELEASE_ARCHS = '75-real;80-real;86-real;89-real;90-real;90-virtual';
+function cudaArchs() {
+  if (process.env.NODEGRAD_CUDA_ARCHS) return process.env.NODEGRAD_CUDA_ARCHS === 'all' ? RELEASE_ARCHS : process.env.NODEGRAD_CUDA_ARCHS;
+  if (args.includes('--release')) return RELEASE_ARCHS;
+  const q = spawnSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], { encoding: 'utf8' });
+  const caps = q.status === 0 ? [...new Set(q.stdout.split('\n').map((l) => l.trim().replace('.', '')).filter((c) => /^\d+$/.test(c)))] : [];
+  if (caps.length) return caps.map((c) => (c === '90' ? '90a-real;90-virtual' : `${c}-real`)).join(';');
+  return '75-real;90-virtual';
+}
+
 const cmakeArgs = [];
 const nvcc = cpuOnly ? null : findNvcc();
 if (nvcc) {
   cmakeArgs.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
-  if (process.env.NODEGRAD_CUDA_ARCHS) cmakeArgs.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.NODEGRAD_CUDA_ARCHS}`);
+  cmakeArgs.push(`--CDCMAKE_CUDA_ARCHITECTURES=${cudaArchs()}`);
 } else {
   cmakeArgs.push('--CDNODEGRAD_CUDA=OFF');
 }
@@ -36,7 +50,7 @@ if (useNinja) cmakeArgs.push('-G', 'Ninja');
 
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
 const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || String(os.cpus().length) };
-console.log(`nodegrad: building the native addon (${nvcc ? `CUDA via ${nvcc}` : 'CPU only'})`);
+console.log(`nodegrad: building the native addon (${nvcc ? `CUDA via ${nvcc} for ${cudaArchs()}` : 'CPU only'})`);
 const outDir = process.env.NODEGRAD_BUILD_DIR || 'build';
 const r = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', outDir, ...cmakeArgs], { cwd: root, stdio: 'inherit', env });
 if (r.status !== 0) {

@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 if (!process.argv.includes('--no-build')) {
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'build-native.cjs'), ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'build-native.cjs'), '--release', ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status || 1);
 }
 const built = path.join(root, 'build', 'Release', 'nodegrad.node');
