@@ -14,6 +14,7 @@ import { Tiktoken } from 'js-tiktoken/lite';
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 import * as ng from '../lib/index.js';
 import { spamAssassinExamples } from '../lib/train/finetune.js';
+import { peerEnv } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const a = process.argv.slice(2);
@@ -88,7 +89,9 @@ const oursMs = performance.now() - t0;
 
 // ---- PyTorch ----------------------------------------------------------------------
 const py = process.env.NODEGRAD_PEER_PYTHON || (cuda ? 'python3' : '/usr/bin/python3');
-const r = spawnSync(py, [path.join(here, 'converge_peer.py'), path.join(work, 'spec.json')], { encoding: 'utf8', maxBuffer: 1 << 26 });
+// on the CPU the peer gets the same threads and OpenBLAS's kernels for this CPU (bench/common.ts)
+const env = cuda ? process.env : peerEnv(ng.getNumThreads());
+const r = spawnSync(py, [path.join(here, 'converge_peer.py'), path.join(work, 'spec.json')], { encoding: 'utf8', maxBuffer: 1 << 26, env });
 if (r.status !== 0) {
   console.error(`converge: PyTorch peer failed:\n${r.stderr}`);
   process.exit(1);
