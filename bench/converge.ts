@@ -80,7 +80,7 @@ for (let s = 0; s < steps; s++) {
     return l.detach();
   });
   lossTensors.push(loss.keep());
-  ng.optim.clipGradNorm(model.parameters(), 1.0);
+  ng.scope(() => { ng.optim.clipGradNormTensor(model.parameters(), 1.0); });
   opt.step();
   opt.zeroGrad();
 }

@@ -2,7 +2,7 @@
 export { relu, gelu, silu, sigmoid, tanh, leakyRelu } from '../ops/elementwise.js';
 export { softmax, logSoftmax } from '../ops/softmax.js';
 export { matmul, linear } from '../ops/matmul.js';
-export { layerNorm } from '../ops/layernorm.js';
+export { layerNorm, addLayerNorm } from '../ops/layernorm.js';
 export { embedding } from '../ops/embedding.js';
 export { dropout } from '../ops/dropout.js';
 export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, nllLoss } from '../ops/loss.js';

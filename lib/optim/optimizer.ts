@@ -145,7 +145,9 @@ export abstract class Optimizer<H extends Hyper> {
   protected paramArg(p: Tensor): FlatArg {
     const op = this.opName;
     p.assertLive(op);
-    if (p.device !== 'cpu') throw new Error(`nodegrad: ${op}: parameters on ${p.device} are not supported by the CPU optimizer`);
+    if (p.device !== 'cpu' && p.dtype !== 'float32') {
+      throw new Error(`nodegrad: ${op}: parameters on ${p.device} must be float32 (got ${p.dtype}); keep float32 master weights and use autocast`);
+    }
     if (!p.isContiguous()) {
       throw new Error(`nodegrad: ${op}: parameter of shape ${fmt(p.shape)} (strides ${fmt(p.strides)}) is not contiguous; ` +
         'optimizers update parameters in place and need contiguous storage');
@@ -261,7 +263,9 @@ export abstract class Optimizer<H extends Hyper> {
       for (const k of tensors) {
         const src = e[k] as Tensor;
         const c = cast(src, p.dtype);
-        s[k] = c === src ? c.clone() : c;
+        const d = c.device === p.device ? c : c.to(p.device);
+        if (d !== c && c !== src) c.dispose();
+        s[k] = d === src ? d.clone() : d;
       }
       fresh.set(p, keep(s));
     }

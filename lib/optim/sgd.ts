@@ -79,7 +79,7 @@ export class SGD extends Optimizer<SGDHyper> {
           if (group.momentum !== 0) {
             fresh = !this.state.has(p);
             if (fresh) created.push(p);
-            buf = this.stateFor(p, () => ({ momentumBuffer: zeros(p.shape, { dtype: p.dtype }) })).momentumBuffer as Tensor;
+            buf = this.stateFor(p, () => ({ momentumBuffer: zeros(p.shape, { dtype: p.dtype, device: p.device }) })).momentumBuffer as Tensor;
           }
           ps.push(pa.data); gs.push(ga.data); bufs.push(buf ? buf.storage.data : null);
           offsets.push(pa.offset, ga.offset, buf ? buf.offset : 0);

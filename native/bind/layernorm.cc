@@ -1,5 +1,9 @@
+// LayerNorm exports. Buffers are CPU typed arrays or CUDA device buffers (all on one
+// device); on CUDA the saved statistics (mean, rstd) are always float32, on the CPU they
+// have the input's dtype.
 #include "bind/util.h"
 #include "cpu/layernorm.h"
+#include "cuda/layernorm.h"
 
 namespace ng {
 
@@ -9,21 +13,26 @@ static int64_t checked_numel(int64_t rows, int64_t C, const char* op) {
   return n;
 }
 
-// A buffer of n elements of dtype dt, or nullptr for null/undefined.
-static void* optional_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
-  if (v.IsNull() || v.IsUndefined()) return nullptr;
+// A buffer of n elements of dtype dt, or a Buf with data == nullptr for null/undefined.
+static Buf optional_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
+  if (v.IsNull() || v.IsUndefined()) return Buf{};
   Buf b = to_buf(v, op, what);
   check_dtype(b, dt, op, what);
   check_extent(b, 0, n, op, what);
-  return b.data;
+  return b;
 }
 
-static void* required_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
+static Buf required_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
   Buf b = to_buf(v, op, what);
   check_dtype(b, dt, op, what);
   check_extent(b, 0, n, op, what);
-  return b.data;
+  return b;
 }
+
+static const Buf* opt(const Buf& b) { return b.data != nullptr ? &b : nullptr; }
+
+// The dtype of mean/rstd: float32 on CUDA, the input's dtype on the CPU.
+static DType stat_dtype(const Buf& x) { return x.device >= 0 ? DType::F32 : x.dtype; }
 
 // layernormForward(x, weight | null, bias | null, y, mean | null, rstd | null, rows, C, eps):
 // x and y contiguous [rows, C]; weight and bias [C]; mean and rstd [rows]; one dtype.
@@ -34,12 +43,40 @@ static Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
   double eps = to_f64(info[8], op, "eps");
   int64_t n = checked_numel(rows, C, op);
   check_extent(x, 0, n, op, "input");
-  const void* w = optional_buf(info[1], x.dtype, C, op, "weight");
-  const void* b = optional_buf(info[2], x.dtype, C, op, "bias");
-  void* y = required_buf(info[3], x.dtype, n, op, "out");
-  void* mean = optional_buf(info[4], x.dtype, rows, op, "mean");
-  void* rstd = optional_buf(info[5], x.dtype, rows, op, "rstd");
-  layernorm_forward(x.data, w, b, y, mean, rstd, x.dtype, rows, C, eps);
+  Buf w = optional_buf(info[1], x.dtype, C, op, "weight");
+  Buf b = optional_buf(info[2], x.dtype, C, op, "bias");
+  Buf y = required_buf(info[3], x.dtype, n, op, "out");
+  Buf mean = optional_buf(info[4], stat_dtype(x), rows, op, "mean");
+  Buf rstd = optional_buf(info[5], stat_dtype(x), rows, op, "rstd");
+  int dev = route(op, {&x, opt(w), opt(b), &y, opt(mean), opt(rstd)});
+  if (dev >= 0)
+    NG_CUDA(cuda::layernorm_forward(x.data, w.data, b.data, y.data, mean.data, rstd.data, x.dtype, rows, C, eps));
+  else
+    layernorm_forward(x.data, w.data, b.data, y.data, mean.data, rstd.data, x.dtype, rows, C, eps);
+  return info.Env().Undefined();
+}
+
+// addLayernormForward(x, residual, sum, weight | null, bias | null, y, mean | null,
+// rstd | null, rows, C, eps): sum = x + residual, y = layerNorm(sum), in one pass.
+// CUDA only (the CPU path of F.addLayerNorm composes add and layerNorm in TypeScript).
+static Napi::Value AddLayernormForward(const Napi::CallbackInfo& info) {
+  const char* op = "addLayerNorm";
+  Buf x = to_buf(info[0], op, "input");
+  int64_t rows = to_i64(info[8], op, "rows"), C = to_i64(info[9], op, "C");
+  double eps = to_f64(info[10], op, "eps");
+  int64_t n = checked_numel(rows, C, op);
+  check_extent(x, 0, n, op, "input");
+  Buf res = required_buf(info[1], x.dtype, n, op, "residual");
+  Buf sum = required_buf(info[2], x.dtype, n, op, "sum");
+  Buf w = optional_buf(info[3], x.dtype, C, op, "weight");
+  Buf b = optional_buf(info[4], x.dtype, C, op, "bias");
+  Buf y = required_buf(info[5], x.dtype, n, op, "out");
+  Buf mean = optional_buf(info[6], stat_dtype(x), rows, op, "mean");
+  Buf rstd = optional_buf(info[7], stat_dtype(x), rows, op, "rstd");
+  int dev = route(op, {&x, &res, &sum, opt(w), opt(b), &y, opt(mean), opt(rstd)});
+  if (dev < 0) throw Error(std::string(op) + ": the fused kernel is CUDA only (use F.addLayerNorm, which composes it on the CPU)");
+  NG_CUDA(cuda::add_layernorm_forward(x.data, res.data, sum.data, w.data, b.data, y.data, mean.data, rstd.data,
+                                      x.dtype, rows, C, eps));
   return info.Env().Undefined();
 }
 
@@ -52,19 +89,26 @@ static Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
   double eps = to_f64(info[10], op, "eps");
   int64_t n = checked_numel(rows, C, op);
   check_extent(g, 0, n, op, "grad");
-  const void* x = required_buf(info[1], g.dtype, n, op, "input");
-  const void* w = optional_buf(info[2], g.dtype, C, op, "weight");
-  const void* mean = optional_buf(info[3], g.dtype, rows, op, "mean");
-  const void* rstd = optional_buf(info[4], g.dtype, rows, op, "rstd");
-  void* gx = optional_buf(info[5], g.dtype, n, op, "grad input");
-  void* gw = optional_buf(info[6], g.dtype, C, op, "grad weight");
-  void* gb = optional_buf(info[7], g.dtype, C, op, "grad bias");
-  layernorm_backward(g.data, x, w, mean, rstd, gx, gw, gb, g.dtype, rows, C, eps);
+  Buf x = required_buf(info[1], g.dtype, n, op, "input");
+  Buf w = optional_buf(info[2], g.dtype, C, op, "weight");
+  Buf mean = optional_buf(info[3], stat_dtype(g), rows, op, "mean");
+  Buf rstd = optional_buf(info[4], stat_dtype(g), rows, op, "rstd");
+  Buf gx = optional_buf(info[5], g.dtype, n, op, "grad input");
+  Buf gw = optional_buf(info[6], g.dtype, C, op, "grad weight");
+  Buf gb = optional_buf(info[7], g.dtype, C, op, "grad bias");
+  int dev = route(op, {&g, &x, opt(w), opt(mean), opt(rstd), opt(gx), opt(gw), opt(gb)});
+  if (dev >= 0)
+    NG_CUDA(cuda::layernorm_backward(g.data, x.data, w.data, mean.data, rstd.data, gx.data, gw.data, gb.data, g.dtype,
+                                     rows, C, eps));
+  else
+    layernorm_backward(g.data, x.data, w.data, mean.data, rstd.data, gx.data, gw.data, gb.data, g.dtype, rows, C,
+                       eps);
   return info.Env().Undefined();
 }
 
 void InitLayernorm(Napi::Env env, Napi::Object exports) {
   exports.Set("layernormForward", Napi::Function::New(env, LayernormForward));
+  exports.Set("addLayernormForward", Napi::Function::New(env, AddLayernormForward));
   exports.Set("layernormBackward", Napi::Function::New(env, LayernormBackward));
 }
 
