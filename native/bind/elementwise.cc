@@ -1,7 +1,9 @@
-// Elementwise exports. A view argument is three JS values: (typed array, element
-// offset, strides); every call also passes the common (output) shape.
+// Elementwise exports. A view argument is three JS values: (typed array or CUDA buffer,
+// element offset, strides); every call also passes the common (output) shape. Each
+// entry routes to the CPU kernels or to their CUDA twins by the arguments' device.
 #include "bind/util.h"
 #include "cpu/elementwise.h"
+#include "cuda/elementwise.h"
 
 namespace ng {
 
@@ -13,7 +15,9 @@ static Napi::Value Binary(const Napi::CallbackInfo& info) {
   View out = view_at(info, 2, shape, op, "out");
   View a = view_at(info, 5, shape, op, "a");
   View b = view_at(info, 8, shape, op, "b");
-  binary(static_cast<BinaryOp>(code), a, b, out);
+  int dev = route(op, {&out, &a, &b});
+  if (dev >= 0) NG_CUDA(cuda::binary(static_cast<BinaryOp>(code), a, b, out));
+  else binary(static_cast<BinaryOp>(code), a, b, out);
   return info.Env().Undefined();
 }
 
@@ -24,7 +28,11 @@ static Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
   auto shape = to_i64_vec(info[1], op, "shape");
   View out = view_at(info, 2, shape, op, "out");
   View a = view_at(info, 5, shape, op, "a");
-  binary_scalar(static_cast<BinaryOp>(code), a, to_f64(info[8], op, "scalar"), to_bool(info[9]), out);
+  double s = to_f64(info[8], op, "scalar");
+  bool reverse = to_bool(info[9]);
+  int dev = route(op, {&out, &a});
+  if (dev >= 0) NG_CUDA(cuda::binary_scalar(static_cast<BinaryOp>(code), a, s, reverse, out));
+  else binary_scalar(static_cast<BinaryOp>(code), a, s, reverse, out);
   return info.Env().Undefined();
 }
 
@@ -35,7 +43,10 @@ static Napi::Value Unary(const Napi::CallbackInfo& info) {
   auto shape = to_i64_vec(info[1], op, "shape");
   View out = view_at(info, 2, shape, op, "out");
   View x = view_at(info, 5, shape, op, "x");
-  unary(static_cast<UnaryOp>(code), x, out, to_f64(info[8], op, "alpha"), to_f64(info[9], op, "beta"));
+  double alpha = to_f64(info[8], op, "alpha"), beta = to_f64(info[9], op, "beta");
+  int dev = route(op, {&out, &x});
+  if (dev >= 0) NG_CUDA(cuda::unary(static_cast<UnaryOp>(code), x, out, alpha, beta));
+  else unary(static_cast<UnaryOp>(code), x, out, alpha, beta);
   return info.Env().Undefined();
 }
 
@@ -47,7 +58,10 @@ static Napi::Value UnaryBackward(const Napi::CallbackInfo& info) {
   View gx = view_at(info, 2, shape, op, "gx");
   View x = view_at(info, 5, shape, op, "x");
   View gy = view_at(info, 8, shape, op, "gy");
-  unary_backward(static_cast<UnaryGradOp>(code), x, gy, gx, to_f64(info[11], op, "alpha"));
+  double alpha = to_f64(info[11], op, "alpha");
+  int dev = route(op, {&gx, &x, &gy});
+  if (dev >= 0) NG_CUDA(cuda::unary_backward(static_cast<UnaryGradOp>(code), x, gy, gx, alpha));
+  else unary_backward(static_cast<UnaryGradOp>(code), x, gy, gx, alpha);
   return info.Env().Undefined();
 }
 
@@ -59,7 +73,9 @@ static Napi::Value Where(const Napi::CallbackInfo& info) {
   View c = view_at(info, 4, shape, op, "condition");
   View a = view_at(info, 7, shape, op, "input");
   View b = view_at(info, 10, shape, op, "other");
-  where(c, a, b, out);
+  int dev = route(op, {&out, &c, &a, &b});
+  if (dev >= 0) NG_CUDA(cuda::where(c, a, b, out));
+  else where(c, a, b, out);
   return info.Env().Undefined();
 }
 
@@ -69,7 +85,9 @@ static Napi::Value Copy(const Napi::CallbackInfo& info) {
   auto shape = to_i64_vec(info[0], op, "shape");
   View dst = view_at(info, 1, shape, op, "dst");
   View src = view_at(info, 4, shape, op, "src");
-  copy(src, dst);
+  int dev = route(op, {&dst, &src});
+  if (dev >= 0) NG_CUDA(cuda::copy(src, dst));
+  else copy(src, dst);
   return info.Env().Undefined();
 }
 
@@ -78,7 +96,10 @@ static Napi::Value Fill(const Napi::CallbackInfo& info) {
   const char* op = "fill";
   auto shape = to_i64_vec(info[0], op, "shape");
   View out = view_at(info, 1, shape, op, "out");
-  fill(out, to_f64(info[4], op, "value"));
+  double value = to_f64(info[4], op, "value");
+  int dev = route(op, {&out});
+  if (dev >= 0) NG_CUDA(cuda::fill(out, value));
+  else fill(out, value);
   return info.Env().Undefined();
 }
 

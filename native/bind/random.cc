@@ -1,9 +1,11 @@
 #include "bind/util.h"
 #include "cpu/random.h"
+#include "cuda/random.h"
 
 namespace ng {
 
-// randomFill(kind, out, n, seed, offset, a, b): out is a contiguous buffer of >= n elements.
+// randomFill(kind, out, n, seed, offset, a, b): out is a contiguous buffer (typed array or
+// CUDA buffer) of >= n elements; both backends draw the same Philox stream.
 static Napi::Value RandomFill(const Napi::CallbackInfo& info) {
   const char* op = "random";
   int64_t kind = to_i64(info[0], op, "kind");
@@ -15,7 +17,11 @@ static Napi::Value RandomFill(const Napi::CallbackInfo& info) {
   int64_t offset = to_i64(info[4], op, "offset");
   double a = to_f64(info[5], op, "a"), b = to_f64(info[6], op, "b");
   View v = contiguous_view(out, {n}, op, "out");
-  random_fill(static_cast<RandomKind>(kind), v, static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), a, b);
+  const RandomKind k = static_cast<RandomKind>(kind);
+  const uint64_t sd = static_cast<uint64_t>(seed), off = static_cast<uint64_t>(offset);
+  int dev = route(op, {&out});
+  if (dev >= 0) NG_CUDA(cuda::random_fill(k, v, sd, off, a, b));
+  else random_fill(k, v, sd, off, a, b);
   return info.Env().Undefined();
 }
 
