@@ -79,3 +79,9 @@ export function setMemoryLimit(bytes: number, device?: number | Device): void {
   if (!Number.isInteger(bytes) || bytes < 0) throw new Error(`nodegrad: cuda.setMemoryLimit: bytes must be a non-negative integer (got ${bytes})`);
   native.cudaSetMemoryLimit(index(device, 'setMemoryLimit'), bytes);
 }
+
+/** Which GEMM serves matmul on the device: "cublasLt (<path>)" or "own (<why cuBLASLt is absent>)". */
+export function gemmBackend(device?: number | Device): string {
+  const i = index(device, 'gemmBackend');
+  return native.cudaGemmBackend ? native.cudaGemmBackend(i) : 'none';
+}

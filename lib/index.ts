@@ -18,7 +18,7 @@ export {
 } from './ops/elementwise.js';
 export { sum, mean, prod, variance as var, std, amax, amin, maxDim as max, minDim as min, argmax, argmin, logsumexp, norm } from './ops/reduce.js';
 export { reshape, view, flatten, permute, transpose, narrow, slice, select, expand, unsqueeze, squeeze, split, chunk, cat, stack, contiguous, clone, detach } from './ops/shape.js';
-export { matmul } from './ops/matmul.js';
+export { matmul, setFloat32MatmulPrecision, getFloat32MatmulPrecision } from './ops/matmul.js';
 export { softmax, logSoftmax } from './ops/softmax.js';
 export { gather, indexSelect, topk, scatterAdd, indexAdd } from './ops/indexing.js';
 export { linear } from './ops/matmul.js';

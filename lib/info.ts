@@ -7,7 +7,7 @@ export interface Info {
   node: string;
   platform: string;
   cpu: { features: string[]; kernel: 'avx512' | 'avx2' | 'portable'; threads: number };
-  cuda: CudaInfo & { available: boolean };
+  cuda: CudaInfo & { available: boolean; gemm?: string };
 }
 
 function version(): string {
@@ -28,8 +28,20 @@ export function info(): Info {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     cpu: { features, kernel: c.avx512f ? 'avx512' : c.avx2 && c.fma ? 'avx2' : 'portable', threads: c.threads },
-    cuda: { ...cu, available: cu.compiled && cu.deviceCount > 0 && typeof native.cudaAlloc === 'function' },
+    cuda: cudaSection(cu),
   };
+}
+
+function cudaSection(cu: CudaInfo): Info['cuda'] {
+  const available = cu.compiled && cu.deviceCount > 0 && typeof native.cudaAlloc === 'function';
+  if (!available || !native.cudaGemmBackend) return { ...cu, available };
+  let gemm: string;
+  try {
+    gemm = native.cudaGemmBackend(0);
+  } catch (e) {
+    gemm = `unknown (${(e as Error).message})`;
+  }
+  return { ...cu, available, gemm };
 }
 
 /** Threads used by CPU kernels (the calling thread included). Default: all cores. */

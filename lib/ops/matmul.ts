@@ -17,7 +17,32 @@ declare module '../native.js' {
     gemm(M: number, N: number, K: number, batchShape: number[],
       a: TypedArray, aOff: number, aSt: number[], b: TypedArray, bOff: number, bSt: number[],
       c: TypedArray, cOff: number, cSt: number[], alpha: number, beta: number): void;
+    /** CUDA only: the project's own GEMM even where cuBLASLt is loaded (tests, benchmarks). */
+    gemmOwn(M: number, N: number, K: number, batchShape: number[],
+      a: TypedArray, aOff: number, aSt: number[], b: TypedArray, bOff: number, bSt: number[],
+      c: TypedArray, cOff: number, cSt: number[], alpha: number, beta: number): void;
+    /** CUDA only: C = A@B + bias (epilogue 0) or gelu_tanh(A@B + bias) (epilogue 1). */
+    gemmBias(M: number, N: number, K: number, batchShape: number[],
+      a: TypedArray, aOff: number, aSt: number[], b: TypedArray, bOff: number, bSt: number[],
+      bias: TypedArray, biasOff: number, c: TypedArray, cOff: number, cSt: number[], epilogue: number): void;
+    cudaGemmBackend?(device: number): string;
+    setFloat32MatmulPrecision?(mode: number): void;
   }
+}
+
+const PRECISION = { highest: 0, high: 1, medium: 2 } as const;
+let f32Precision: keyof typeof PRECISION = 'highest';
+/**
+ * float32 matmuls on CUDA (torch.set_float32_matmul_precision): 'highest' strict fp32
+ * (default), 'high' TF32 tensor cores, 'medium' bf16 tensor cores. The CPU is always fp32.
+ */
+export function setFloat32MatmulPrecision(p: keyof typeof PRECISION): void {
+  if (!(p in PRECISION)) throw new Error(`nodegrad: setFloat32MatmulPrecision: expected 'highest', 'high' or 'medium' (got ${String(p)})`);
+  f32Precision = p;
+  native.setFloat32MatmulPrecision?.(PRECISION[p]);
+}
+export function getFloat32MatmulPrecision(): keyof typeof PRECISION {
+  return f32Precision;
 }
 
 /** C = alpha·A@B + beta·C for A [..., M, K], B [..., K, N] already broadcast to C's batch dims. */
