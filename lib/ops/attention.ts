@@ -9,18 +9,19 @@ import { nextRandom } from '../random.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
 import { sumToShape } from './reduce.js';
-import { contiguous, expand } from './shape.js';
+import { clone, contiguous, expand } from './shape.js';
 import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
+    // layout (CUDA only): [H, qOffset, qsb, qsh, qst, kOffset, ..., vOffset, ...], q/k/v as strided [B, H, T, D] views.
     attentionForward(q: TypedArray, k: TypedArray, v: TypedArray, out: TypedArray, lse: TypedArray,
       dims: number[], scale: number, causal: boolean, mask: TypedArray | null, maskKind: number, maskOffset: number,
-      maskLead: number[], maskStrides: number[], dropoutP: number, seed: number, offset: number): void;
+      maskLead: number[], maskStrides: number[], dropoutP: number, seed: number, offset: number, layout?: number[]): void;
     attentionBackward(q: TypedArray, k: TypedArray, v: TypedArray, out: TypedArray, lse: TypedArray, dout: TypedArray,
       dq: TypedArray, dk: TypedArray, dv: TypedArray, dmask: TypedArray | null,
       dims: number[], scale: number, causal: boolean, mask: TypedArray | null, maskKind: number, maskOffset: number,
-      maskLead: number[], maskStrides: number[], dropoutP: number, seed: number, offset: number): void;
+      maskLead: number[], maskStrides: number[], dropoutP: number, seed: number, offset: number, layout?: number[]): void;
   }
 }
 
@@ -41,6 +42,28 @@ function err(what: string): Error {
   return new Error(`nodegrad: ${OP}: ${what}`);
 }
 
+/**
+ * [sb, sh, st] strides of t viewed as [B, H, T, D] (H = last lead dim, B = the other lead
+ * dims collapsed), or null when t's lead dims are not `lead` exactly, d is not
+ * contiguous, or the B dims do not collapse into one stride. CUDA takes such views as they
+ * are (e.g. q/k/v sliced from a fused QKV projection), so no copy is made.
+ */
+function stridedLayout(t: Tensor, lead: number[]): [number, number, number] | null {
+  const n = lead.length;
+  if (fmt(t.shape.slice(0, -2)) !== fmt(lead)) return null;
+  const st = t.strides;
+  if (t.shape[n + 1] > 1 && st[n + 1] !== 1) return null;
+  const sh = n >= 1 ? st[n - 1] : 0;
+  let sb = 0, prev = -1;
+  for (let i = 0; i < n - 1; i++) {
+    if (t.shape[i] === 1) continue;
+    if (prev >= 0 && st[prev] !== st[i] * t.shape[i]) return null;
+    prev = i;
+    sb = st[i];
+  }
+  return [sb, sh, st[n]];
+}
+
 /** Broadcasts t's leading dims to `lead` and makes it contiguous (both record autograd nodes). */
 function denseTo(t: Tensor, lead: number[]): Tensor {
   const shape = [...lead, ...t.shape.slice(-2)];
@@ -51,6 +74,14 @@ function denseTo(t: Tensor, lead: number[]): Tensor {
  * softmax(q kᵀ · scale + mask) v over q [..., Tq, D], k [..., Tk, D], v [..., Tk, Dv]
  * (leading dims broadcast), as torch.nn.functional.scaled_dot_product_attention. A query
  * row with every key masked gives zeros (not NaN) and zero gradients.
+ *
+ * Kernels: on CUDA, bfloat16/float16 with head dim 32, 64, 96 or 128 (D == Dv) on sm_80+
+ * run the tensor-core flash kernels (forward and a deterministic backward); float32,
+ * float64, other head dims (up to 256) and sm_75 run the simple SIMT kernels (correct,
+ * slower); a float mask that requires grad also takes the simple backward. q/k/v views
+ * whose leading dims are already the broadcast shape (e.g. sliced from a fused QKV
+ * projection) are passed to CUDA with their strides, without a copy. On the CPU,
+ * bfloat16/float16 inputs are computed in float32.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: ScaledDotProductAttentionOptions = {}): Tensor {
   checkTensor(q, OP, 'q');
@@ -59,9 +90,21 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const mask = opts.attnMask ?? null;
   if (mask !== null) checkTensor(mask, OP, 'attnMask');
   const device = checkSameDevice(OP, q, k, v, mask);
-  if (device !== 'cpu') throw err(`no kernel for device ${device} yet`);
+  const onCuda = device.startsWith('cuda');
+  if (device !== 'cpu' && !onCuda) throw err(`no kernel for device ${device} yet`);
   const dt = q.dtype;
-  if (dt !== 'float32' && dt !== 'float64') throw err(`q must be float32 or float64 (got ${dt})`);
+  if (onCuda) {
+    if (dt !== 'float32' && dt !== 'float64' && dt !== 'bfloat16' && dt !== 'float16') {
+      throw err(`q must be float32, float64, bfloat16 or float16 on CUDA (got ${dt})`);
+    }
+  } else if (dt === 'bfloat16' || dt === 'float16') {
+    // The CPU has no half kernels: attend in float32 (the casts are differentiable) and
+    // round the output once, as the other half-precision CPU ops do.
+    if (k.dtype !== dt || v.dtype !== dt) throw err(`q, k and v must have the same dtype (got ${q.dtype}, ${k.dtype} and ${v.dtype})`);
+    const up = (t: Tensor): Tensor => cast(t, 'float32');
+    const m32 = mask !== null && mask.dtype === dt ? up(mask) : mask;
+    return cast(scaledDotProductAttention(up(q), up(k), up(v), { ...opts, attnMask: m32 }), dt);
+  } else if (dt !== 'float32' && dt !== 'float64') throw err(`q must be float32 or float64 (got ${dt})`);
   if (k.dtype !== dt || v.dtype !== dt) throw err(`q, k and v must have the same dtype (got ${q.dtype}, ${k.dtype} and ${v.dtype})`);
   if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
     throw err(`q, k and v need at least 2 dims [..., T, D] (got shapes ${fmt(q.shape)}, ${fmt(k.shape)} and ${fmt(v.shape)})`);
@@ -82,7 +125,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   let m: Tensor | null = null;
   if (mask !== null) {
     if (mask.dtype === 'bool') maskKind = 1;
-    else if (mask.dtype === 'float32' || mask.dtype === 'float64') maskKind = 2;
+    else if (mask.dtype === 'float32' || mask.dtype === 'float64' || mask.dtype === 'bfloat16' || mask.dtype === 'float16') maskKind = 2;
     else throw err(`attnMask must be bool (true = attend) or floating-point (got ${mask.dtype})`);
     const ok = mask.ndim <= full.length && mask.shape.every((s, i) => s === 1 || s === full[full.length - mask.ndim + i]);
     if (!ok) throw err(`attnMask of shape ${fmt(mask.shape)} does not broadcast to the scores' shape ${fmt(full)}`);
@@ -95,25 +138,36 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw err(`scale must be a finite number (got ${String(scale)})`);
 
-  const qc = denseTo(q, lead), kc = denseTo(k, lead), vc = denseTo(v, lead);
+  // On CUDA, q/k/v views of the right shape go to the kernel as strided [B, H, T, D]
+  // views (the fused QKV case); otherwise, and always on the CPU, they are made dense.
+  const lay = (t: Tensor): [number, number, number] | null => (onCuda ? stridedLayout(t, lead) : null);
+  const ql = lay(q), kl = lay(k), vl = lay(v);
+  const qc = ql ? q : denseTo(q, lead), kc = kl ? k : denseTo(k, lead), vc = vl ? v : denseTo(v, lead);
   const BH = numelOf(lead);
   const dims = [BH, Tq, Tk, D, Dv];
+  const H = lead.length > 0 ? Math.max(1, lead[lead.length - 1]) : 1;
+  const layoutOf = (t: Tensor, l: [number, number, number] | null, T: number, Dx: number): number[] =>
+    l ? [t.offset, ...l] : [t.offset, H * T * Dx, T * Dx, Dx];
+  const layout = onCuda ? [H, ...layoutOf(qc, ql, Tq, D), ...layoutOf(kc, kl, Tk, D), ...layoutOf(vc, vl, Tk, Dv)] : undefined;
+  const arg = (t: Tensor): TypedArray => (onCuda ? t.storage.data : flat(t, OP));
   const [seed, offset] = p > 0 ? nextRandom(BH * Tq * Tk) : [0, 0];
   const maskArgs = (): [TypedArray | null, number, number, number[], number[]] =>
     m ? [m.storage.data, maskKind, m.offset, lead, broadcastStrides(m, full)] : [null, 0, 0, lead, []];
   const out = empty([...lead, Tq, Dv], dt, device);
-  const lse = empty([...lead, Tq], dt, device);
-  native.attentionForward(flat(qc, OP), flat(kc, OP), flat(vc, OP), out.storage.data, lse.storage.data, dims, scale,
-    isCausal, ...maskArgs(), p, seed, offset);
+  // The row log-sum-exp stays in float32 on CUDA for the half types (float64 for float64).
+  const lse = empty([...lead, Tq], onCuda && dt !== 'float64' ? 'float32' : dt, device);
+  native.attentionForward(arg(qc), arg(kc), arg(vc), out.storage.data, lse.storage.data, dims, scale,
+    isCausal, ...maskArgs(), p, seed, offset, layout);
   const maskGrad = m !== null && maskKind === 2 && needsGrad(m);
   if (needsGrad(qc, kc, vc) || maskGrad) {
     record(out, OP, [qc, kc, vc, maskGrad ? m : null], (g) => {
-      const gc = noGrad(() => contiguous(cast(g, dt)));
+      let gc = noGrad(() => contiguous(cast(g, dt)));
+      if (onCuda && gc.offset !== 0) gc = noGrad(() => clone(gc));
       const dq = empty(qc.shape, dt, device), dk = empty(kc.shape, dt, device), dv = empty(vc.shape, dt, device);
       const dmask = maskGrad ? empty(full, dt, device) : null;
-      native.attentionBackward(flat(qc, OP), flat(kc, OP), flat(vc, OP), out.storage.data, lse.storage.data,
-        flat(gc, OP), dq.storage.data, dk.storage.data, dv.storage.data, dmask ? dmask.storage.data : null,
-        dims, scale, isCausal, ...maskArgs(), p, seed, offset);
+      native.attentionBackward(arg(qc), arg(kc), arg(vc), out.storage.data, lse.storage.data,
+        arg(gc), dq.storage.data, dk.storage.data, dv.storage.data, dmask ? dmask.storage.data : null,
+        dims, scale, isCausal, ...maskArgs(), p, seed, offset, layout);
       return [dq, dk, dv, dmask && m ? sumToShape(dmask, m.shape) : null];
     });
   }

@@ -87,7 +87,8 @@ export function compareCpuCuda(fn: (...xs: Tensor[]) => Tensor | Tensor[] | Reco
       if (!outC[i].requiresGrad) continue;
       const w = ng.randn([...outC[i].shape], { dtype: outC[i].dtype });
       const lc = outC[i].mul(w).sum();
-      const lg = outG[i].float().mul(w.to('cuda')).sum();
+      const og = outG[i].dtype === 'float64' ? outG[i] : outG[i].float();
+      const lg = og.mul(w.to('cuda').to(og.dtype)).sum();
       lossC = lossC ? lossC.add(lc) : lc;
       lossG = lossG ? lossG.add(lg) : lg;
     }
