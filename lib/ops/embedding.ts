@@ -52,7 +52,8 @@ export function embedding(ids: Tensor, weight: Tensor, opts: EmbeddingOptions = 
   if (idc !== ids) idc.dispose();
   if (needsGrad(weight)) {
     record(out, OP, [ids, weight], (g) => {
-      const half = g.dtype === 'bfloat16' || g.dtype === 'float16';
+      // the CPU kernel takes float32/float64; CUDA accumulates half gradients in fp32 itself
+      const half = device === 'cpu' && (g.dtype === 'bfloat16' || g.dtype === 'float16');
       const gc = noGrad(() => contiguous(half ? cast(g, 'float32') : g));
       const ic = contiguous(ids);
       const gw = empty([V, C], gc.dtype, device);

@@ -5,7 +5,6 @@
 import type { TypedArray } from '../dtype.js';
 import { needsGrad, record } from '../autograd.js';
 import { native } from '../native.js';
-import type { Device } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { copyInto, narrow, reshape } from './shape.js';
@@ -26,14 +25,12 @@ declare module '../native.js' {
   }
 }
 
-function checkCpu(device: Device, op: string): Device {
-  if (device !== 'cpu') throw new Error(`nodegrad: ${op}: not available for ${device} tensors yet (the CPU kernel is the only one)`);
-  return device;
-}
-
+/** float32, float64, int32 everywhere; bfloat16 and float16 too on CUDA. */
 function checkValues(t: Tensor, op: string, what = 'input'): void {
-  if (t.dtype !== 'float32' && t.dtype !== 'float64' && t.dtype !== 'int32') {
-    throw new Error(`nodegrad: ${op}: ${what} must be float32, float64 or int32 (got ${t.dtype}, shape ${fmt(t.shape)})`);
+  const half = t.dtype === 'bfloat16' || t.dtype === 'float16';
+  if (t.dtype !== 'float32' && t.dtype !== 'float64' && t.dtype !== 'int32' && !(half && t.device !== 'cpu')) {
+    throw new Error(`nodegrad: ${op}: ${what} must be float32, float64 or int32${t.device === 'cpu' ? '' : ' (or bfloat16, float16 on CUDA)'} ` +
+      `(got ${t.dtype}, shape ${fmt(t.shape)})`);
   }
 }
 
@@ -89,7 +86,7 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   const op = 'gather';
   checkTensor(x, op);
   checkTensor(index, op, 'index');
-  const device = checkCpu(checkSameDevice(op, x, index), op);
+  const device = checkSameDevice(op, x, index);
   checkValues(x, op);
   checkIndex(index, op);
   if (x.ndim === 0 && index.ndim === 0) {
@@ -113,7 +110,7 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
   checkTensor(x, op);
   checkTensor(index, op, 'index');
   checkTensor(src, op, 'src');
-  checkCpu(checkSameDevice(op, x, index, src), op);
+  checkSameDevice(op, x, index, src);
   checkValues(x, op);
   checkIndex(index, op);
   if (src.dtype !== x.dtype) {
@@ -144,7 +141,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   const op = 'indexSelect';
   checkTensor(x, op);
   checkTensor(index, op, 'index');
-  const device = checkCpu(checkSameDevice(op, x, index), op);
+  const device = checkSameDevice(op, x, index);
   checkValues(x, op);
   checkIndex(index, op);
   checkIndex1d(x, index, op);
@@ -168,7 +165,7 @@ export function indexAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): Te
   checkTensor(x, op);
   checkTensor(index, op, 'index');
   checkTensor(src, op, 'src');
-  checkCpu(checkSameDevice(op, x, index, src), op);
+  checkSameDevice(op, x, index, src);
   checkValues(x, op);
   checkIndex(index, op);
   checkIndex1d(x, index, op);
@@ -193,7 +190,6 @@ export function indexAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): Te
 export function topk(x: Tensor, k: number, opts?: { dim?: number; largest?: boolean; sorted?: boolean }): { values: Tensor; indices: Tensor } {
   const op = 'topk';
   checkTensor(x, op);
-  checkCpu(x.device, op);
   checkValues(x, op);
   const largest = opts?.largest ?? true, sorted = opts?.sorted ?? true;
   if (x.ndim === 0) {

@@ -16,11 +16,12 @@ import { broadcastShapes, checkSameDevice, checkTensor, empty, flat, fmt, numelO
 declare module '../native.js' {
   interface NativeAddon {
     crossEntropyForward(logits: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
-      I: number, ignoreIndex: number, labelSmoothing: number, loss: TypedArray, lse: TypedArray): number;
+      I: number, ignoreIndex: number, labelSmoothing: number, loss: TypedArray, lse: TypedArray,
+      total?: TypedArray): number | undefined;
     crossEntropyBackward(logits: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
       I: number, ignoreIndex: number, labelSmoothing: number, lse: TypedArray, g: TypedArray, dlogits: TypedArray): void;
     nllLossForward(logProbs: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
-      I: number, ignoreIndex: number, loss: TypedArray): number;
+      I: number, ignoreIndex: number, loss: TypedArray, total?: TypedArray): number | undefined;
     nllLossBackward(dlogProbs: TypedArray, targets: TypedArray, weight: TypedArray | null, N: number, C: number,
       I: number, ignoreIndex: number, g: TypedArray): void;
     bceWithLogitsForward(x: TypedArray, y: TypedArray, posWeight: TypedArray | null, n: number, loss: TypedArray): void;
@@ -48,11 +49,29 @@ function checkReduction(r: unknown, op: string): Reduction {
   return r;
 }
 
+/** float32/float64 everywhere; bfloat16/float16 too on CUDA (fp32 math inside the kernels). */
 function checkF32F64(t: Tensor, op: string, what: string): void {
-  if (t.dtype !== 'float32' && t.dtype !== 'float64') {
-    throw new Error(`nodegrad: ${op}: ${what} must be float32 or float64 (got ${t.dtype}, shape ${fmt(t.shape)})`);
+  const half = t.dtype === 'bfloat16' || t.dtype === 'float16';
+  if (t.dtype !== 'float32' && t.dtype !== 'float64' && !(half && t.device !== 'cpu')) {
+    throw new Error(`nodegrad: ${op}: ${what} must be float32 or float64${t.device === 'cpu' ? '' : ', bfloat16 or float16'} ` +
+      `(got ${t.dtype}, shape ${fmt(t.shape)})`);
   }
-  if (t.device !== 'cpu') throw new Error(`nodegrad: ${op}: no kernel for device ${t.device} yet`);
+}
+
+/** dtype of the saved log-sum-exp and of the 'mean' divisor: float64 for float64 logits, else float32. */
+function accDtype(t: Tensor): Tensor['dtype'] {
+  return t.dtype === 'float64' ? 'float64' : 'float32';
+}
+
+/**
+ * The total weight of the non-ignored targets: a number on the CPU; on CUDA a 0-d device
+ * tensor the kernel writes, so that nothing waits for the device inside a training step.
+ */
+function classTotal(x: Tensor, call: (total: TypedArray | undefined) => number | undefined): number | Tensor {
+  if (x.device === 'cpu') return call(undefined) as number;
+  const total = empty([], accDtype(x), x.device);
+  call(total.storage.data);
+  return total;
 }
 
 /** A contiguous copy (or t itself) with the given dtype, made without recording a node. */
@@ -85,7 +104,9 @@ function classWeight(w: Tensor | null | undefined, x: Tensor, C: number, op: str
   if (w.ndim !== 1 || w.shape[0] !== C) {
     throw new Error(`nodegrad: ${op}: weight must have shape [${C}] (one per class; got ${fmt(w.shape)})`);
   }
-  if (w.dtype !== 'float32' && w.dtype !== 'float64') throw new Error(`nodegrad: ${op}: weight must be floating-point (got ${w.dtype})`);
+  if (w.dtype !== 'float32' && w.dtype !== 'float64' && w.dtype !== 'bfloat16' && w.dtype !== 'float16') {
+    throw new Error(`nodegrad: ${op}: weight must be floating-point (got ${w.dtype})`);
+  }
   return dense(w, x.dtype);
 }
 
@@ -96,11 +117,17 @@ function checkIgnoreIndex(ii: unknown, op: string): number {
   return ii;
 }
 
-/** Applies the reduction to per-row losses; 'mean' divides by `total` (the summed target weight). */
-function reduceRows(loss: Tensor, reduction: Reduction, total: number): Tensor {
+/**
+ * Applies the reduction to per-row losses; 'mean' divides by `total` (the summed target
+ * weight, a number or a 0-d device tensor). Half-precision losses are summed in float32
+ * and rounded once.
+ */
+function reduceRows(loss: Tensor, reduction: Reduction, total: number | Tensor): Tensor {
   if (reduction === 'none') return loss;
-  const s = sum(loss);
-  return reduction === 'sum' ? s : div(s, total);
+  const half = loss.dtype === 'bfloat16' || loss.dtype === 'float16';
+  const s = sum(half ? cast(loss, 'float32') : loss);
+  const r = reduction === 'sum' ? s : div(s, total);
+  return half ? cast(r, loss.dtype) : r;
 }
 
 /**
@@ -125,10 +152,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const x = dense(logits, logits.dtype);
   const t = dense(targets, 'int32');
   const loss = empty(outShape, logits.dtype, logits.device);
-  const lse = empty(outShape, logits.dtype, logits.device);
+  const lse = empty(outShape, accDtype(logits), logits.device);
   const wbuf = w ? flat(w, op) : null;
-  const total = native.crossEntropyForward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, eps,
-    loss.storage.data, lse.storage.data);
+  const total = classTotal(logits, (tb) => native.crossEntropyForward(flat(x, op), flat(t, op), wbuf, N, C, I,
+    ignoreIndex, eps, loss.storage.data, lse.storage.data, tb));
   if (needsGrad(logits)) {
     record(loss, op, [logits], (g) => {
       const gc = dense(g, logits.dtype);
@@ -157,7 +184,8 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions 
   const t = dense(targets, 'int32');
   const loss = empty(outShape, logProbs.dtype, logProbs.device);
   const wbuf = w ? flat(w, op) : null;
-  const total = native.nllLossForward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, loss.storage.data);
+  const total = classTotal(logProbs, (tb) => native.nllLossForward(flat(x, op), flat(t, op), wbuf, N, C, I,
+    ignoreIndex, loss.storage.data, tb));
   if (needsGrad(logProbs)) {
     record(loss, op, [logProbs], (g) => {
       const gc = dense(g, logProbs.dtype);

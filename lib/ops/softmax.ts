@@ -25,9 +25,9 @@ function split3(shape: readonly number[], d: number): [number, number, number] {
   return [numelOf(shape.slice(0, d)), shape[d], numelOf(shape.slice(d + 1))];
 }
 
-/** bfloat16/float16 run in float32 on the CPU (the kernels take float32 and float64). */
+/** bfloat16/float16 run in float32 on the CPU (its kernels take float32 and float64); CUDA takes them as they are. */
 function computeType(t: Tensor): Tensor {
-  return t.dtype === 'bfloat16' || t.dtype === 'float16' ? cast(t, 'float32') : t;
+  return t.device === 'cpu' && (t.dtype === 'bfloat16' || t.dtype === 'float16') ? cast(t, 'float32') : t;
 }
 
 function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {

@@ -1,5 +1,6 @@
 #include "bind/util.h"
 #include "cpu/embedding.h"
+#include "cuda/embedding.h"
 
 namespace ng {
 
@@ -9,12 +10,12 @@ static int64_t checked_numel(int64_t rows, int64_t C, const char* op) {
   return n;
 }
 
-static const int32_t* ids_at(const Napi::Value& v, int64_t n, const char* op) {
+static Buf ids_at(const Napi::Value& v, int64_t n, const char* op) {
   Buf ids = to_buf(v, op, "indices");
   if (ids.dtype != DType::I32)
     throw Error(std::string(op) + ": indices must be int32 (got " + dtype_name(ids.dtype) + ")");
   check_extent(ids, 0, n, op, "indices");
-  return static_cast<const int32_t*>(ids.data);
+  return ids;
 }
 
 // embeddingForward(ids, n, weight, V, C, out): ids Int32Array [n], weight contiguous
@@ -22,12 +23,15 @@ static const int32_t* ids_at(const Napi::Value& v, int64_t n, const char* op) {
 static Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   const char* op = "embedding";
   int64_t n = to_i64(info[1], op, "n"), V = to_i64(info[3], op, "V"), C = to_i64(info[4], op, "C");
-  const int32_t* ids = ids_at(info[0], n, op);
+  Buf ib = ids_at(info[0], n, op);
+  const int32_t* ids = static_cast<const int32_t*>(ib.data);
   Buf w = to_buf(info[2], op, "weight"), out = to_buf(info[5], op, "out");
   check_extent(w, 0, checked_numel(V, C, op), op, "weight");
   check_extent(out, 0, checked_numel(n, C, op), op, "out");
   check_dtype(out, w.dtype, op, "out");
-  embedding_forward(ids, n, w.data, w.dtype, V, C, out.data);
+  int dev = route(op, {&ib, &w, &out});
+  if (dev >= 0) NG_CUDA(cuda::embedding_forward(ids, n, w.data, w.dtype, V, C, out.data));
+  else embedding_forward(ids, n, w.data, w.dtype, V, C, out.data);
   return info.Env().Undefined();
 }
 
@@ -37,12 +41,15 @@ static Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   const char* op = "embedding backward";
   int64_t n = to_i64(info[1], op, "n"), V = to_i64(info[3], op, "V"), C = to_i64(info[4], op, "C");
   int64_t pad = to_i64(info[6], op, "paddingIdx");
-  const int32_t* ids = ids_at(info[0], n, op);
+  Buf ib = ids_at(info[0], n, op);
+  const int32_t* ids = static_cast<const int32_t*>(ib.data);
   Buf g = to_buf(info[2], op, "grad"), gw = to_buf(info[5], op, "grad weight");
   check_extent(g, 0, checked_numel(n, C, op), op, "grad");
   check_extent(gw, 0, checked_numel(V, C, op), op, "grad weight");
   check_dtype(gw, g.dtype, op, "grad weight");
-  embedding_backward(ids, n, g.data, g.dtype, V, C, gw.data, pad);
+  int dev = route(op, {&ib, &g, &gw});
+  if (dev >= 0) NG_CUDA(cuda::embedding_backward(ids, n, g.data, g.dtype, V, C, gw.data, pad));
+  else embedding_backward(ids, n, g.data, g.dtype, V, C, gw.data, pad);
   return info.Env().Undefined();
 }
 

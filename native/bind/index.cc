@@ -1,5 +1,6 @@
 #include "bind/util.h"
 #include "cpu/index.h"
+#include "cuda/index.h"
 
 namespace ng {
 
@@ -29,7 +30,9 @@ static Napi::Value Gather(const Napi::CallbackInfo& info) {
   auto is = to_i64_vec(info[5], op, "index shape");
   View index = view_at(info, 6, is, op, "index");
   View out = contiguous_view(to_buf(info[9], op, "out"), is, op, "out");
-  gather(x, index, dim, out, op);
+  int dev = route(op, {&x, &index, &out});
+  if (dev >= 0) NG_CUDA(cuda::gather(x, index, dim, out, op));
+  else gather(x, index, dim, out, op);
   return info.Env().Undefined();
 }
 
@@ -43,7 +46,9 @@ static Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
   auto is = to_i64_vec(info[3], op, "index shape");
   View index = view_at(info, 4, is, op, "index");
   View src = view_at(info, 7, is, op, "src");
-  scatter_add(out, index, src, dim, op);
+  int dev = route(op, {&out, &index, &src});
+  if (dev >= 0) NG_CUDA(cuda::scatter_add(out, index, src, dim, op));
+  else scatter_add(out, index, src, dim, op);
   return info.Env().Undefined();
 }
 
@@ -56,7 +61,9 @@ static Napi::Value IndexSelect(const Napi::CallbackInfo& info) {
   int64_t k = to_i64(info[5], op, "index length");
   View index = view_at(info, 6, {k}, op, "index");
   View out = contiguous_view(to_buf(info[9], op, "out"), with_dim(xs, dim, k), op, "out");
-  index_select(x, index, dim, out, op);
+  int dev = route(op, {&x, &index, &out});
+  if (dev >= 0) NG_CUDA(cuda::index_select(x, index, dim, out, op));
+  else index_select(x, index, dim, out, op);
   return info.Env().Undefined();
 }
 
@@ -70,7 +77,9 @@ static Napi::Value IndexAdd(const Napi::CallbackInfo& info) {
   int64_t k = to_i64(info[3], op, "index length");
   View index = view_at(info, 4, {k}, op, "index");
   View src = view_at(info, 7, with_dim(os, dim, k), op, "src");
-  index_add(out, index, src, dim, op);
+  int dev = route(op, {&out, &index, &src});
+  if (dev >= 0) NG_CUDA(cuda::index_add(out, index, src, dim, op));
+  else index_add(out, index, src, dim, op);
   return info.Env().Undefined();
 }
 
@@ -87,7 +96,9 @@ static Napi::Value Topk(const Napi::CallbackInfo& info) {
   auto os = with_dim(xs, dim, k);
   View values = contiguous_view(to_buf(info[8], op, "values"), os, op, "values");
   View indices = contiguous_view(to_buf(info[9], op, "indices"), os, op, "indices");
-  topk(x, dim, k, to_bool(info[6]), to_bool(info[7]), values, indices, op);
+  int dev = route(op, {&x, &values, &indices});
+  if (dev >= 0) NG_CUDA(cuda::topk(x, dim, k, to_bool(info[6]), to_bool(info[7]), values, indices, op));
+  else topk(x, dim, k, to_bool(info[6]), to_bool(info[7]), values, indices, op);
   return info.Env().Undefined();
 }
 

@@ -1,5 +1,6 @@
 #include "bind/util.h"
 #include "cpu/reduce.h"
+#include "cuda/reduce.h"
 
 namespace ng {
 
@@ -21,13 +22,18 @@ static Napi::Value Reduce(const Napi::CallbackInfo& info) {
   if (rop == ReduceOp::Argmax || rop == ReduceOp::Argmin) check_dtype(out, DType::I32, op, "out");
   else check_dtype(out, x.dtype, op, "out");
   int32_t* idx = nullptr;
-  if (!info[6].IsNull() && !info[6].IsUndefined()) {
-    Buf ib = to_buf(info[6], op, "indices");
+  Buf ib;
+  const bool has_idx = !info[6].IsNull() && !info[6].IsUndefined();
+  if (has_idx) {
+    ib = to_buf(info[6], op, "indices");
     check_dtype(ib, DType::I32, op, "indices");
     check_extent(ib, 0, M * I, op, "indices");
     idx = static_cast<int32_t*>(ib.data);
   }
-  reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, to_f64(info[7], op, "correction"));
+  const double correction = to_f64(info[7], op, "correction");
+  int dev = route(op, {&x, &out, has_idx ? &ib : nullptr});
+  if (dev >= 0) NG_CUDA(cuda::reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, correction));
+  else reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, correction);
   return info.Env().Undefined();
 }
 

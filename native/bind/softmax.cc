@@ -1,5 +1,6 @@
 #include "bind/util.h"
 #include "cpu/softmax.h"
+#include "cuda/softmax.h"
 
 namespace ng {
 
@@ -20,7 +21,9 @@ static Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
   check_extent(x, 0, n, op, "input");
   check_extent(y, 0, n, op, "out");
   check_dtype(y, x.dtype, op, "out");
-  softmax_forward(x.data, y.data, x.dtype, M, C, I, log);
+  int dev = route(op, {&x, &y});
+  if (dev >= 0) NG_CUDA(cuda::softmax_forward(x.data, y.data, x.dtype, M, C, I, log));
+  else softmax_forward(x.data, y.data, x.dtype, M, C, I, log);
   return info.Env().Undefined();
 }
 
@@ -36,7 +39,9 @@ static Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   check_extent(gx, 0, n, op, "grad input");
   check_dtype(y, g.dtype, op, "output");
   check_dtype(gx, g.dtype, op, "grad input");
-  softmax_backward(g.data, y.data, gx.data, g.dtype, M, C, I, log);
+  int dev = route(op, {&g, &y, &gx});
+  if (dev >= 0) NG_CUDA(cuda::softmax_backward(g.data, y.data, gx.data, g.dtype, M, C, I, log));
+  else softmax_backward(g.data, y.data, gx.data, g.dtype, M, C, I, log);
   return info.Env().Undefined();
 }
 
