@@ -3,6 +3,7 @@
 import { keep } from '../memory.js';
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { arange } from '../ops/creation.js';
+import { addLayerNorm } from '../ops/layernorm.js';
 import { cast, le, logicalAnd } from '../ops/elementwise.js';
 import { cat, reshape } from '../ops/shape.js';
 import { add } from '../ops/elementwise.js';
@@ -157,7 +158,14 @@ export class Block extends Module {
   }
   forward(x: Tensor, opts: AttentionOptions = {}): Tensor {
     if (this.norm === 'pre') {
-      const h = add(x, this.attn.forward(this.ln1.forward(x), opts));
+      const a = this.attn.forward(this.ln1.forward(x), opts);
+      if (x.device !== 'cpu') {
+        // one kernel for the residual add and the second norm (h and LN(h) in one pass)
+        const { sum: h, out } = addLayerNorm(x, a.dtype === x.dtype ? a : cast(a, x.dtype), this.ln2.normalizedShape,
+          this.ln2.weight, this.ln2.bias, this.ln2.eps);
+        return add(h, this.mlp.forward(out));
+      }
+      const h = add(x, a);
       return add(h, this.mlp.forward(this.ln2.forward(h)));
     }
     const h = this.ln1.forward(add(x, this.attn.forward(x, opts)));

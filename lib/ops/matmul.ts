@@ -151,12 +151,19 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   const x2 = reshape(x, [-1, inF]);
   const rows = x2.shape[0];
   const out = empty([rows, outF], x.dtype, x.device, false);
-  let beta = 0;
-  if (bias) {
-    native.copy([rows, outF], out.storage.data, 0, [outF, 1], bias.storage.data, bias.offset, [0, bias.strides[0]]);
-    beta = 1;
+  const wt = transpose(weight, 0, 1);
+  if (bias && out.device !== 'cpu' && bias.strides[0] === 1) {
+    // CUDA: the bias is added in the GEMM's epilogue (no separate pass over the output)
+    native.gemmBias(rows, outF, inF, [], x2.storage.data, x2.offset, x2.strides as number[], wt.storage.data, wt.offset,
+      wt.strides as number[], bias.storage.data, bias.offset, out.storage.data, 0, [outF, 1], 0);
+  } else {
+    let beta = 0;
+    if (bias) {
+      native.copy([rows, outF], out.storage.data, 0, [outF, 1], bias.storage.data, bias.offset, [0, bias.strides[0]]);
+      beta = 1;
+    }
+    gemmInto(x2, wt, out, 1, beta);
   }
-  gemmInto(x2, transpose(weight, 0, 1), out, 1, beta);
   const y = reshape(out, [...lead, outF]);
   if (y !== out) out.dispose();
   if (needsGrad(x, weight, bias)) {
