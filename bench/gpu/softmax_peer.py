@@ -8,31 +8,16 @@ import json
 import sys
 
 import torch
+from peer_timing import cuda_timer
 import torch.nn.functional as F
 
 args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 quick = bool(args.get("quick", False))
 iters, reps = (3, 3) if quick else (10, 7)
-flush = torch.empty(64 << 20, dtype=torch.float32, device="cuda")
+timed = cuda_timer(iters, reps)
 DT = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def timed(fn):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        flush.fill_(1)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / iters)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def make(case):
