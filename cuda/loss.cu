@@ -18,99 +18,17 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/rowstat.cuh"
 
 namespace ng {
 namespace cuda {
 namespace {
+using namespace rowstat;
 
-template <class T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
-template <class T> struct alignas(16) Pack {
-  static constexpr int N = 16 / sizeof(T);
-  T v[N];
-};
-template <class A, class T> __device__ __forceinline__ A ld(T v) {
-  if constexpr (std::is_same<T, double>::value) return v;
-  else return static_cast<A>(to_f<T>(v));
-}
-template <class T, class A> __device__ __forceinline__ T st(A v) {
-  if constexpr (std::is_same<T, double>::value) return v;
-  else return from_f<T>(static_cast<float>(v));
-}
-__device__ __forceinline__ float exp_a(float v) { return expf(v); }
-__device__ __forceinline__ double exp_a(double v) { return exp(v); }
-__device__ __forceinline__ float log_a(float v) { return logf(v); }
-__device__ __forceinline__ double log_a(double v) { return log(v); }
 __device__ __forceinline__ float log1p_a(float v) { return log1pf(v); }
 __device__ __forceinline__ double log1p_a(double v) { return log1p(v); }
-template <class A> __device__ __forceinline__ A ninf() { return -static_cast<A>(INFINITY); }
-
-template <class A> __device__ __forceinline__ void ms_push(A& m, A& s, A v) {
-  if (v == ninf<A>()) return;  // adds exp(-inf) = 0; keeps s finite before the first finite value
-  if (v > m) {
-    s = s * exp_a(m - v) + A(1);
-    m = v;
-  } else {
-    s += exp_a(v - m);
-  }
-}
-template <class A> __device__ __forceinline__ void ms_combine(A& m, A& s, A m2, A s2) {
-  const A mm = m > m2 ? m : m2;
-  const A a = m == ninf<A>() ? A(0) : s * exp_a(m - mm);
-  const A b = m2 == ninf<A>() ? A(0) : s2 * exp_a(m2 - mm);
-  m = mm;
-  s = a + b;
-}
-
 constexpr int kThreads = 256;
 
-// All-reduces over a group of G threads (1, 32, or the whole block); sh: G/32 slots.
-template <int G, class A> __device__ __forceinline__ A group_sum(A v, A* sh) {
-  if constexpr (G > 1) {
-    constexpr int W = G < 32 ? G : 32;
-#pragma unroll
-    for (int o = W / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  }
-  if constexpr (G > 32) {
-    __syncthreads();
-    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
-    __syncthreads();
-    v = sh[0];
-#pragma unroll
-    for (int w = 1; w < G / 32; ++w) v += sh[w];
-  }
-  return v;
-}
-template <int G, class A> __device__ __forceinline__ void group_ms(A& m, A& s, A* shm, A* shs) {
-  if constexpr (G > 1) {
-    constexpr int W = G < 32 ? G : 32;
-#pragma unroll
-    for (int o = W / 2; o > 0; o >>= 1) {
-      A m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-      ms_combine(m, s, m2, s2);
-    }
-  }
-  if constexpr (G > 32) {
-    __syncthreads();
-    if (threadIdx.x % 32 == 0) {
-      shm[threadIdx.x / 32] = m;
-      shs[threadIdx.x / 32] = s;
-    }
-    __syncthreads();
-    m = shm[0];
-    s = shs[0];
-#pragma unroll
-    for (int w = 1; w < G / 32; ++w) ms_combine(m, s, shm[w], shs[w]);
-  }
-  // A +inf in the row: the CPU's sum of exp(x - max) holds exp(inf - inf) = NaN, so every
-  // output of the row is NaN (as PyTorch); the online sum skipped that NaN, so put it back.
-  if (m == -ninf<A>()) s = static_cast<A>(NAN);
-}
-
-template <int G> __device__ __forceinline__ int64_t row_base(int64_t r, int64_t C, int64_t I) {
-  if constexpr (G == 1) return (r / I) * C * I + (r % I);
-  else return r * C;
-}
 
 struct CeParams {
   const int32_t* targets;
