@@ -5,7 +5,7 @@
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noGrad } from '../autograd.js';
-import { memory, scope } from '../memory.js';
+import { keep, memory, scope } from '../memory.js';
 import { getRngState, setRngState } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { Device } from '../storage.js';
@@ -13,7 +13,7 @@ import { autocast, type AutocastDType, type AutocastOptions } from '../autocast.
 import type { Module } from '../nn/module.js';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
-import { clipGradNorm } from '../optim/clip.js';
+import { clipGradNorm, clipGradNormTensor } from '../optim/clip.js';
 import { Progress, type ProgressMode } from './progress.js';
 import { joinTensors, splitTensors } from './state.js';
 
@@ -148,28 +148,59 @@ export class Trainer {
     return total / iters;
   }
 
-  /** One optimizer step (gradAccumSteps micro-batches); returns the mean loss. */
-  trainStep(): { loss: number; gradNorm: number | null } {
+  /**
+   * One optimizer step (gradAccumSteps micro-batches) that reads nothing back from the
+   * device: the mean loss (and the gradient norm off the CPU) stay tensors, so on CUDA the
+   * host queues the next step while this one runs. The caller disposes them.
+   */
+  stepTensors(): { loss: Tensor; gradNorm: Tensor | number | null } {
     const { model, optimizer, train } = this.opts;
     const accum = this.opts.gradAccumSteps ?? 1;
     model.train();
     const lr = this.lrAt(this.step);
     for (const g of optimizer.paramGroups) g.lr = lr;
-    let loss = 0;
+    let total: Tensor | null = null;
     for (let m = 0; m < accum; m++) {
-      loss += scope(() => {
+      const lm = scope(() => {
         const out = this.loss(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
         const l = accum > 1 ? out.div(accum) : out;
         l.backward();
-        return out.item();
+        return out.detach();
       });
+      if (total) {
+        const s: Tensor = total.add(lm);
+        total.dispose();
+        lm.dispose();
+        total = s;
+      } else total = lm;
+    }
+    let loss = total!;
+    if (accum > 1) {
+      const mean = loss.div(accum);
+      loss.dispose();
+      loss = mean;
     }
     const clip = this.opts.clipGradNorm === undefined ? 1.0 : this.opts.clipGradNorm;
-    const gradNorm = clip !== null ? clipGradNorm(model.parameters(), clip) : null;
+    const onCpu = (this.opts.device ?? 'cpu') === 'cpu';
+    const gradNorm = clip === null ? null
+      : onCpu ? clipGradNorm(model.parameters(), clip) : keep(clipGradNormTensor(model.parameters(), clip));
     optimizer.step();
     optimizer.zeroGrad({ setToNone: true });
     this.step++;
-    return { loss: loss / accum, gradNorm };
+    return { loss: keep(loss), gradNorm };
+  }
+
+  /** One optimizer step (gradAccumSteps micro-batches); returns the mean loss. */
+  trainStep(): { loss: number; gradNorm: number | null } {
+    const r = this.stepTensors();
+    const loss = r.loss.item();
+    r.loss.dispose();
+    let gradNorm: number | null;
+    if (r.gradNorm instanceof Tensor) {
+      gradNorm = r.gradNorm.item();
+      r.gradNorm.dispose();
+    } else gradNorm = r.gradNorm;
+    return { loss, gradNorm };
   }
 
   async fit(): Promise<TrainResult> {
@@ -178,51 +209,82 @@ export class Trainer {
     const logEvery = o.logInterval ?? 10;
     const tokensPerStep = o.batchSize * o.blockSize * (o.gradAccumSteps ?? 1);
     if (o.logFile) await mkdir(path.dirname(path.resolve(o.logFile)), { recursive: true });
+    // Off the CPU, losses are read at log, evaluation and checkpoint steps only (no host
+    // sync inside the steps between); an onStep callback needs every step's values.
+    const deferred = (o.device ?? 'cpu') !== 'cpu' && !o.onStep;
+    interface Pending { step: number; loss: Tensor; gradNorm: Tensor | number | null; stepMs: number; lr: number }
+    const pending: Pending[] = [];
     let stoppedEarly = false;
     let lastLoss = NaN;
     let windowStart = performance.now(), windowTokens = 0;
-    while (this.step < o.maxSteps) {
-      const t0 = performance.now();
-      const { loss, gradNorm } = this.trainStep();
-      const stepMs = performance.now() - t0;
+    const report = async (p: Pending): Promise<boolean> => {
+      const loss = Number((await p.loss.data())[0]);
+      p.loss.dispose();
+      let gradNorm: number | null = null;
+      if (p.gradNorm instanceof Tensor) {
+        gradNorm = Number((await p.gradNorm.data())[0]);
+        p.gradNorm.dispose();
+      } else gradNorm = p.gradNorm;
       lastLoss = loss;
       this.losses.push(loss);
       windowTokens += tokensPerStep;
       const elapsed = (performance.now() - windowStart) / 1000;
       const mem = memory();
       const m: StepMetrics = {
-        step: this.step, loss, lr: o.optimizer.paramGroups[0]?.lr ?? 0, gradNorm, stepMs,
-        tokensPerSec: windowTokens / Math.max(elapsed, 1e-9), tokens: this.step * tokensPerStep,
+        step: p.step, loss, lr: p.lr, gradNorm, stepMs: p.stepMs,
+        tokensPerSec: windowTokens / Math.max(elapsed, 1e-9), tokens: p.step * tokensPerStep,
         liveTensors: mem.numTensors, bytes: mem.numBytes,
       };
-      if (this.step % logEvery === 0 || this.step === o.maxSteps) {
+      const boundary = p.step % logEvery === 0 || p.step === o.maxSteps;
+      if (boundary) {
         windowStart = performance.now();
         windowTokens = 0;
       }
-      const line = `loss ${loss.toFixed(4)} ppl ${Math.exp(loss).toFixed(2)} lr ${m.lr.toExponential(2)} ${m.tokensPerSec.toFixed(0)} tok/s ${stepMs.toFixed(0)} ms/step`;
-      progress.update(this.step, line, this.step % logEvery === 0 || this.step === o.maxSteps);
+      const line = `loss ${loss.toFixed(4)} ppl ${Math.exp(loss).toFixed(2)} lr ${m.lr.toExponential(2)} ${m.tokensPerSec.toFixed(0)} tok/s ${p.stepMs.toFixed(0)} ms/step`;
+      progress.update(p.step, line, boundary);
       if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'step', ...m }) + '\n');
-      if ((await o.onStep?.(m)) === false) { stoppedEarly = true; break; }
-      if (o.val && o.evalInterval && (this.step % o.evalInterval === 0 || this.step === o.maxSteps)) {
-        const valLoss = this.evaluate();
-        const e: EvalMetrics = { step: this.step, valLoss, valPerplexity: Math.exp(valLoss), trainLoss: loss };
-        progress.message(`step ${this.step}: val loss ${valLoss.toFixed(4)} (ppl ${e.valPerplexity.toFixed(2)}), train loss ${loss.toFixed(4)}`);
-        if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'eval', ...e }) + '\n');
-        const minDelta = o.earlyStopping?.minDelta ?? 0;
-        if (this.bestValLoss === null || valLoss < this.bestValLoss - minDelta) {
-          this.bestValLoss = valLoss;
-          this.badEvals = 0;
-        } else this.badEvals++;
-        if ((await o.onEval?.(e)) === false) { stoppedEarly = true; break; }
-        if (o.earlyStopping && this.badEvals >= o.earlyStopping.patience) {
-          progress.message(`early stop: no improvement in ${this.badEvals} evaluations`);
-          stoppedEarly = true;
-          break;
+      return (await o.onStep?.(m)) !== false;
+    };
+    try {
+      while (this.step < o.maxSteps) {
+        const t0 = performance.now();
+        const lr = this.lrAt(this.step);
+        const r = this.stepTensors();
+        pending.push({ step: this.step, ...r, stepMs: performance.now() - t0, lr });
+        const evalDue = Boolean(o.val && o.evalInterval && (this.step % o.evalInterval === 0 || this.step === o.maxSteps));
+        const ckptDue = Boolean(o.checkpointDir && o.checkpointInterval && this.step % o.checkpointInterval === 0);
+        if (!deferred || this.step % logEvery === 0 || this.step === o.maxSteps || evalDue || ckptDue) {
+          while (pending.length && !stoppedEarly) if (!(await report(pending.shift()!))) stoppedEarly = true;
+          if (stoppedEarly) break;
         }
+        if (evalDue) {
+          const loss = lastLoss;
+          const valLoss = this.evaluate();
+          const e: EvalMetrics = { step: this.step, valLoss, valPerplexity: Math.exp(valLoss), trainLoss: loss };
+          progress.message(`step ${this.step}: val loss ${valLoss.toFixed(4)} (ppl ${e.valPerplexity.toFixed(2)}), train loss ${loss.toFixed(4)}`);
+          if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'eval', ...e }) + '\n');
+          const minDelta = o.earlyStopping?.minDelta ?? 0;
+          if (this.bestValLoss === null || valLoss < this.bestValLoss - minDelta) {
+            this.bestValLoss = valLoss;
+            this.badEvals = 0;
+          } else this.badEvals++;
+          if ((await o.onEval?.(e)) === false) { stoppedEarly = true; break; }
+          if (o.earlyStopping && this.badEvals >= o.earlyStopping.patience) {
+            progress.message(`early stop: no improvement in ${this.badEvals} evaluations`);
+            stoppedEarly = true;
+            break;
+          }
+        }
+        if (ckptDue) await this.saveCheckpoint(o.checkpointDir!);
+        // let timers, I/O and signals run between steps
+        await new Promise((r) => setImmediate(r));
       }
-      if (o.checkpointDir && o.checkpointInterval && this.step % o.checkpointInterval === 0) await this.saveCheckpoint(o.checkpointDir);
-      // let timers, I/O and signals run between steps
-      await new Promise((r) => setImmediate(r));
+      while (pending.length && !stoppedEarly) if (!(await report(pending.shift()!))) stoppedEarly = true;
+    } finally {
+      for (const p of pending) {
+        p.loss.dispose();
+        if (p.gradNorm instanceof Tensor) p.gradNorm.dispose();
+      }
     }
     progress.end();
     if (o.checkpointDir) await this.saveCheckpoint(o.checkpointDir);

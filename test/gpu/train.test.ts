@@ -86,4 +86,21 @@ describeCuda('GPT training on CUDA', () => {
     expect(out.length).toBe(12);
     for (const t of out) expect(t >= 0 && t < cfg.vocabSize).toBe(true);
   });
+
+  test('Trainer on CUDA with bf16 autocast reads losses only at log steps and learns', async () => {
+    ng.manualSeed(1);
+    const model = new ng.models.GPT({ vocabSize: 10, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 32 }).to('cuda');
+    const data = new ng.data.TokenDataset(Int32Array.from({ length: 500 }, (_, i) => (i * 7 + (i >> 3)) % 10), { seed: 1 });
+    const { train, val } = data.split(0.1);
+    const opt = new ng.optim.AdamW(model.parameters(), { lr: 3e-3 });
+    const trainer = new ng.train.Trainer({
+      model, optimizer: opt, train, val, batchSize: 8, blockSize: 8, maxSteps: 60, logInterval: 20, evalInterval: 30,
+      evalIters: 2, progress: 'none', device: 'cuda', autocast: 'bfloat16',
+    });
+    const res = await trainer.fit();
+    expect(res.losses.length).toBe(60);
+    expect(res.losses[59]).toBeLessThan(res.losses[0] * 0.8);
+    expect(res.bestValLoss).not.toBe(null);
+  });
 });
+
