@@ -32,7 +32,8 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
   --weight-decay X       AdamW weight decay (default 0.1)
   --eval-interval N      evaluate every N steps (default 250)
   --device cpu|cuda      where to train (default cpu)
-  --dtype float32|bf16|fp16  mixed precision on CUDA: matmuls and attention in bf16/fp16 (default float32)
+  --dtype float32|bf16|fp16  precision on CUDA: bf16/fp16 autocast for matmuls and attention with float32
+                         weights (default bf16 on CUDA; the CPU trains in float32)
   --threads N            CPU threads (default: all cores)
   --seed N               random seed (default 1337)
   --out DIR              checkpoint directory (default runs/nodegrad-default)
@@ -141,7 +142,8 @@ async function train(argv: string[]): Promise<number> {
     const cu = info().cuda;
     throw new Error(`nodegrad: --device ${device}: no usable CUDA device (${cu.unavailableReason ?? 'the CUDA backend is not available in this build'})`);
   }
-  const dtypeFlag = (o.dtype as string | undefined) ?? 'float32';
+  // on CUDA, bf16 autocast by default (as llm.c trains); --dtype float32 for full precision
+  const dtypeFlag = (o.dtype as string | undefined) ?? (device === 'cpu' ? 'float32' : 'bf16');
   if (!['float32', 'bf16', 'bfloat16', 'fp16', 'float16'].includes(dtypeFlag)) {
     throw new Error(`nodegrad: --dtype must be float32, bf16 or fp16 (got '${dtypeFlag}')`);
   }
