@@ -9,5 +9,7 @@ export { SGD } from './sgd.js';
 export type { SGDOptions, SGDHyper } from './sgd.js';
 export { clipGradNorm, clipGradNormTensor, clipGradValue } from './clip.js';
 export type { ClipGradNormOptions } from './clip.js';
+export { GradScaler } from './grad_scaler.js';
+export type { GradScalerOptions } from './grad_scaler.js';
 export { lrSchedule, withWarmup, LRScheduler, lrScheduler } from './schedules.js';
 export type { LrFn, ScheduleOptions, SchedulableOptimizer, LRSchedulerStateDict } from './schedules.js';
