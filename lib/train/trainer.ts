@@ -14,6 +14,7 @@ import type { Module } from '../nn/module.js';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
 import { clipGradNorm, clipGradNormTensor } from '../optim/clip.js';
+import { GradScaler } from '../optim/grad_scaler.js';
 import { Progress, type ProgressMode } from './progress.js';
 import { joinTensors, splitTensors } from './state.js';
 
@@ -112,6 +113,15 @@ export class Trainer {
     checkInt(opts.blockSize, 'blockSize', 1);
     checkInt(opts.maxSteps, 'maxSteps', 0);
     checkInt(opts.gradAccumSteps ?? 1, 'gradAccumSteps', 1);
+    const ac = opts.autocast;
+    const half = typeof ac === 'string' ? ac : ac && ac.enabled !== false ? ac.dtype : undefined;
+    if (half === 'float16') {
+      const groups = opts.optimizer.paramGroups as unknown as { params?: unknown }[];
+      if (!groups.every((g) => Array.isArray(g.params))) {
+        throw new Error('nodegrad: Trainer: float16 autocast needs an optimizer with paramGroups[].params (for loss scaling)');
+      }
+      this.scaler = new GradScaler();
+    }
   }
 
   private lrAt(step: number): number {
@@ -119,6 +129,9 @@ export class Trainer {
     if (lr === undefined) return this.opts.optimizer.paramGroups[0]?.lr ?? 0;
     return typeof lr === 'number' ? lr : lr(step);
   }
+
+  /** float16 autocast: dynamic loss scaling (an overflowing step is skipped and the scale shrinks). */
+  private readonly scaler: GradScaler | null = null as GradScaler | null;
 
   private loss(model: TrainableModel, batch: Batch): Tensor {
     const b = toDevice(batch, this.opts.device);
@@ -164,7 +177,7 @@ export class Trainer {
       const lm = scope(() => {
         const out = this.loss(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
         const l = accum > 1 ? out.div(accum) : out;
-        l.backward();
+        (this.scaler ? this.scaler.scale(l) : l).backward();
         return out.detach();
       });
       if (total) {
@@ -182,9 +195,14 @@ export class Trainer {
     }
     const clip = this.opts.clipGradNorm === undefined ? 1.0 : this.opts.clipGradNorm;
     const onCpu = (this.opts.device ?? 'cpu') === 'cpu';
+    const scaler = this.scaler;
+    if (scaler) scaler.unscale_(optimizer as unknown as Parameters<GradScaler['unscale_']>[0]);
     const gradNorm = clip === null ? null
       : onCpu ? clipGradNorm(model.parameters(), clip) : keep(clipGradNormTensor(model.parameters(), clip));
-    optimizer.step();
+    if (scaler) {
+      scaler.step(optimizer as unknown as Parameters<GradScaler['step']>[0]);
+      scaler.update();
+    } else optimizer.step();
     optimizer.zeroGrad({ setToNone: true });
     this.step++;
     return { loss: keep(loss), gradNorm };

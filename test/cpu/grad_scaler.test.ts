@@ -54,4 +54,19 @@ describe('GradScaler', () => {
     expect(scaler.getScale()).toBe(8);
     expect(() => new ng.optim.GradScaler({ backoffFactor: 2 })).toThrow(/nodegrad: GradScaler: invalid backoffFactor/);
   });
+
+  test('Trainer with float16 autocast scales the loss and still learns (CPU emulation of the policy)', async () => {
+    ng.manualSeed(2);
+    const model = new ng.models.GPT({ vocabSize: 10, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16 });
+    const data = new ng.data.TokenDataset(Int32Array.from({ length: 400 }, (_, i) => (i * 7 + (i >> 3)) % 10), { seed: 1 });
+    const opt = new ng.optim.AdamW(model.parameters(), { lr: 5e-3 });
+    const trainer = new ng.train.Trainer({
+      model, optimizer: opt, train: data, batchSize: 8, blockSize: 8, maxSteps: 40, progress: 'none',
+      autocast: { dtype: 'float16', device: 'cpu' },
+    });
+    const res = await trainer.fit();
+    expect(res.losses.every(Number.isFinite)).toBe(true);
+    expect(res.losses[39]).toBeLessThan(res.losses[0] * 0.85);
+  });
 });
+
