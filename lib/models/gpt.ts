@@ -2,11 +2,13 @@
 // output projection tied to the token embedding. Initialised as GPT-2 does: N(0, 0.02),
 // residual projections scaled by 1/√(2·nLayer), zero biases.
 import { isGradEnabled, noGrad } from '../autograd.js';
-import { arange, randn } from '../ops/creation.js';
+import { arange, randn, tensor, zeros } from '../ops/creation.js';
+import { lowPrecision } from '../autocast.js';
+import { keep } from '../memory.js';
 import { crossEntropy } from '../ops/loss.js';
 import { add } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
-import { reshape } from '../ops/shape.js';
+import { cat, narrow, reshape } from '../ops/shape.js';
 import { fmt } from '../ops/util.js';
 import type { Tensor } from '../tensor.js';
 import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
@@ -35,6 +37,12 @@ export interface GPTConfig {
    * recomputed in backward instead of kept (less memory, one more forward per step).
    */
   checkpoint?: boolean;
+  /**
+   * The tied LM head runs on the vocabulary padded to a multiple of this (the padding gets
+   * -inf logits; parameters, logits and checkpoints keep the true size). 0 (default): 64 on
+   * CUDA, none on the CPU; 1: never.
+   */
+  padVocabMultiple?: number;
 }
 
 const PRESETS: Record<string, GPTConfig> = {
@@ -57,7 +65,11 @@ export function checkGPTConfig(c: GPTConfig): Required<GPTConfig> {
   if (!(dropout >= 0 && dropout < 1)) throw new Error(`nodegrad: GPT: dropout must be in [0, 1) (got ${dropout})`);
   const layerNormEps = c.layerNormEps ?? 1e-5;
   if (!(layerNormEps > 0)) throw new Error(`nodegrad: GPT: layerNormEps must be positive (got ${layerNormEps})`);
-  return { ...c, dropout, bias: c.bias ?? true, layerNormEps, checkpoint: c.checkpoint ?? false };
+  const padVocabMultiple = c.padVocabMultiple ?? 0;
+  if (!Number.isInteger(padVocabMultiple) || padVocabMultiple < 0) {
+    throw new Error(`nodegrad: GPT: padVocabMultiple must be a non-negative integer (got ${String(c.padVocabMultiple)})`);
+  }
+  return { ...c, dropout, bias: c.bias ?? true, layerNormEps, checkpoint: c.checkpoint ?? false, padVocabMultiple };
 }
 
 export interface GPTForwardOptions {
@@ -134,14 +146,44 @@ export class GPT extends Module {
       x = ckpt ? checkpoint((xx) => block.forward(xx, o), x) : block.forward(x, o);
     }
     x = this.lnF.forward(x);
-    const logits = linear(x, this.wte.weight); // tied output projection
-    if (!opts.targets) return { logits };
     const t = opts.targets;
-    if (t.dtype !== 'int32' || t.shape.join(',') !== `${B},${T}`) {
+    if (t && (t.dtype !== 'int32' || t.shape.join(',') !== `${B},${T}`)) {
       throw new Error(`nodegrad: GPT.forward: targets must be int32 [${B}, ${T}] (got ${t.dtype} ${fmt(t.shape)})`);
     }
-    const loss = crossEntropy(reshape(logits, [B * T, c.vocabSize]), reshape(t, [B * T]), { ignoreIndex: -100 });
+    const multiple = c.padVocabMultiple || (x.device === 'cpu' ? 1 : 64);
+    const V = c.vocabSize, Vp = Math.ceil(V / multiple) * multiple;
+    if (Vp !== V) {
+      // The tied head runs on a vocabulary padded to a multiple of 64 on the GPU (aligned
+      // rows for the GEMM and the vectorised cross-entropy); the padded logits get -inf
+      // from the bias epilogue, so they take no probability, and the caller sees [B, T, V].
+      const w = lowPrecision(this.wte.weight);
+      const pad = zeros([Vp - V, c.nEmbd], { dtype: w.dtype, device: w.device });
+      const bias = this.padBias(Vp, V, w.dtype, w.device);
+      const padded = linear(x, cat([w, pad], 0), bias);
+      const logits = narrow(padded, -1, 0, V);
+      if (!t) return { logits };
+      const loss = crossEntropy(reshape(padded, [B * T, Vp]), reshape(t, [B * T]), { ignoreIndex: -100 });
+      return { logits, loss };
+    }
+    const logits = linear(x, this.wte.weight); // tied output projection
+    if (!t) return { logits };
+    const loss = crossEntropy(reshape(logits, [B * T, V]), reshape(t, [B * T]), { ignoreIndex: -100 });
     return { logits, loss };
+  }
+
+  private padBiasCache: Tensor | null = null;
+  /** [Vp]: 0 for the real vocabulary, -inf for the padding (cached; no gradient). */
+  private padBias(Vp: number, V: number, dtype: Tensor['dtype'], device: Tensor['device']): Tensor {
+    const b = this.padBiasCache;
+    if (b && !b.isDisposed && b.dtype === dtype && b.device === device && b.shape[0] === Vp) return b;
+    b?.dispose();
+    const host = new Float32Array(Vp);
+    host.fill(-Infinity, V);
+    const f = tensor(host, { device });
+    const cast = f.to(dtype);
+    if (cast !== f) f.dispose();
+    this.padBiasCache = keep(cast);
+    return cast;
   }
 
   /** Number of parameters; excludes position embeddings when nonEmbedding (as nanoGPT reports). */

@@ -82,7 +82,7 @@ function gpt2Config(f: Fields): GPT2Config {
   return {
     vocabSize: f.int('vocab_size', 50257), blockSize: f.int('n_positions', f.int('n_ctx', 1024)), nLayer: f.int('n_layer', 12),
     nHead: f.int('n_head', 12), nEmbd, dropout: f.num('resid_pdrop', 0.1), bias: true, layerNormEps: f.num('layer_norm_epsilon', 1e-5),
-    checkpoint: false,
+    checkpoint: false, padVocabMultiple: 0,
   };
 }
 

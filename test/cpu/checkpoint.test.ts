@@ -51,3 +51,25 @@ describe('checkpoint', () => {
     expect(() => ng.nn.checkpoint((t) => t, 3 as unknown as ng.Tensor)).toThrow(/nodegrad: checkpoint: inputs must be Tensors/);
   });
 });
+
+describe('GPT vocabulary padding', () => {
+  test('a padded LM head gives the same logits, loss and gradients as the plain one', () => {
+    const run = (padVocabMultiple: number) => {
+      ng.manualSeed(3);
+      const m = new ng.models.GPT({ vocabSize: 37, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 16, padVocabMultiple });
+      ng.manualSeed(4);
+      const x = ng.randint(0, 37, [2, 8]), y = ng.randint(0, 37, [2, 8]);
+      const { logits, loss } = m.forward(x, { targets: y });
+      loss!.backward();
+      return { logits, loss: loss!.item(), grads: [...m.namedParameters()].map(([n, p]) => [n, p.grad!] as const) };
+    };
+    const a = run(1), b = run(64);
+    expect(b.logits.shape).toEqual([2, 8, 37]);
+    expectClose(b.logits, a.logits, { atol: 1e-6 });
+    expect(b.loss).toBeCloseTo(a.loss, 6);
+    b.grads.forEach(([n, g], i) => {
+      expect(n).toBe(a.grads[i][0]);
+      expectClose(g, a.grads[i][1], { atol: 1e-6, rtol: 1e-5 });
+    });
+  });
+});

@@ -165,7 +165,7 @@ describe('loadHFConfig', () => {
     await writeCheckpoint(d1, { model_type: 'gpt2', vocab_size: 50, n_ctx: 32, n_embd: 16, n_layer: 3, n_head: 4, layer_norm_epsilon: 1e-6, activation_function: 'gelu_pytorch_tanh', resid_pdrop: 0.2 }, new Map());
     const g = await loadHFConfig(d1);
     expect(g.modelType).toBe('gpt2');
-    expect(g.config).toEqual({ vocabSize: 50, blockSize: 32, nLayer: 3, nHead: 4, nEmbd: 16, dropout: 0.2, bias: true, layerNormEps: 1e-6, checkpoint: false });
+    expect(g.config).toEqual({ vocabSize: 50, blockSize: 32, nLayer: 3, nHead: 4, nEmbd: 16, dropout: 0.2, bias: true, layerNormEps: 1e-6, checkpoint: false, padVocabMultiple: 0 });
     const d2 = newDir();
     await writeCheckpoint(d2, { ...B, architectures: ['BertForSequenceClassification'], hidden_act: 'relu', id2label: { 0: 'neg', 1: 'neu', 2: 'pos' }, problem_type: 'multi_label_classification', classifier_dropout: 0.3 }, new Map());
     const b = await loadHFConfig(d2);
