@@ -184,7 +184,8 @@ bool try_open(const std::string& path, std::string* err) {
     return false;
   }
   a.version = a.get_version();
-  if (a.version < 11000) {  // cublasComputeType_t and these attributes arrived in CUDA 11
+  // CUBLASLT_VERSION is major * 10000 + minor * 100 + patch (12.4.5 -> 120405).
+  if (a.version < 110000) {  // cublasComputeType_t and these attributes arrived in CUDA 11
     *err = path + " is too old (version " + std::to_string(a.version) + ")";
     dlclose(lib);
     return false;

@@ -277,7 +277,7 @@ bool aligned(const void* ptr, int64_t ld, int64_t stride, int bytes) {
 template <class T, bool AK, bool BK>
 void launch_typed(const GemmProblem& p, cudaStream_t s) {
   auto kern = gemm_mma_kernel<T, AK, BK>;
-  // The 64 KiB of dynamic shared memory needs the opt-in attribute, once per device.
+  // The 96 KiB of dynamic shared memory needs the opt-in attribute, once per device.
   static bool opted[64] = {};
   if (p.device >= 64 || !opted[p.device]) {
     NG_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes), "matmul");

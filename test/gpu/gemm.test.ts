@@ -187,6 +187,9 @@ describeCuda('gemmBias: fused bias and GELU epilogue', () => {
           let ref = ng.matmul(x.cpu().float(), w.cpu().float().t()).add(b.cpu().float());
           if (epilogue) ref = ng.nn.functional.gelu(ref, { approximate: 'tanh' });
           const tol = tolK(dtype, K);
+          // cuBLASLt's GELU epilogue may use the hardware tanh approximation (relative
+          // error ~2^-11), which exceeds the strict fp32 rtol on outputs of magnitude ~10.
+          if (epilogue) tol.rtol = Math.max(tol.rtol, 2e-3);
           expectClose(out.cpu().to('float32'), ref, tol);
         });
       });
