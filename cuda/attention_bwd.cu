@@ -167,6 +167,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(Params p, int64_t 
     }
     __syncthreads();  // the next iteration's prefetch overwrites this buffer
   }
+  cp_async_wait<0>();  // no copy may still be in flight at exit (n_q == 0 never waited)
 
   const float scale = static_cast<float>(p.scale);
 #pragma unroll
@@ -295,6 +296,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(Params p, int64_t nq
     }
     __syncthreads();  // the next iteration's prefetch overwrites this buffer
   }
+  cp_async_wait<0>();  // no copy may still be in flight at exit (n_kv == 0 never waited)
 
   const float scale = static_cast<float>(p.scale);
 #pragma unroll
