@@ -57,7 +57,7 @@ __global__ void embedding_bwd_kernel(const int32_t* __restrict__ keys, const int
   for (int64_t p = blockIdx.x; p < n; p += gridDim.x) {
     const int32_t id = keys[p];
     if (p > 0 && keys[p - 1] == id) continue;  // not the start of a run
-    if (id == padding_idx) continue;
+    if (padding_idx >= 0 && id == padding_idx) continue;  // padding_idx < 0: none (a -1 id is an error)
     if (id < 0 || id >= V) {
       if (threadIdx.x == 0) report_device_error(slot, site, id, V);
       continue;

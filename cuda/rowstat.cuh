@@ -50,8 +50,10 @@ template <class A> __device__ __forceinline__ void ms_push(A& m, A& s, A v) {
 }
 template <class A> __device__ __forceinline__ void ms_combine(A& m, A& s, A m2, A s2) {
   const A mm = m > m2 ? m : m2;
-  const A a = m == ninf<A>() ? A(0) : s * exp_a(m - mm);
-  const A b = m2 == ninf<A>() ? A(0) : s2 * exp_a(m2 - mm);
+  // m == -inf: nothing but -inf (s = 0) or a NaN (s = NaN) was pushed; s * 0 keeps that
+  // NaN (a NaN anywhere makes the whole row NaN, as on the CPU) without exp(-inf - -inf).
+  const A a = m == ninf<A>() ? s * A(0) : s * exp_a(m - mm);
+  const A b = m2 == ninf<A>() ? s2 * A(0) : s2 * exp_a(m2 - mm);
   m = mm;
   s = a + b;
 }

@@ -270,8 +270,11 @@ void softmax_forward(const void* x, void* y, DType dt, int64_t M, int64_t C, int
       NG_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), op);
       const size_t bytes = static_cast<size_t>(C) * sizeof(T);
       // leave room for the kernel's static shared memory (2 x 32 accumulators)
-      if (bytes + 2 * 32 * sizeof(double) <= static_cast<size_t>(optin)) {
-        if (bytes > 48 * 1024)
+      const size_t static_bytes = 2 * 32 * sizeof(double);
+      if (bytes + static_bytes <= static_cast<size_t>(optin)) {
+        // static + dynamic shared memory above 48 KiB needs the opt-in (C = 12288 float32
+        // is exactly 48 KiB dynamic: with the static accumulators it is over)
+        if (bytes + static_bytes > 48 * 1024)
           NG_CUDA_CHECK(cudaFuncSetAttribute(softmax_fwd_smem_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(bytes)),
                         op);

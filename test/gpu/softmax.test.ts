@@ -9,7 +9,7 @@ const F = ng.nn.functional;
 
 describeCuda('CUDA softmax', () => {
   ng.manualSeed(5);
-  const rowShapes = [[4, 1], [4, 3], [6, 8], [7, 127], [5, 1000], [5, 1024], [5, 1025], [3, 4099], [2, 50257], [2, 50304]];
+  const rowShapes = [[4, 1], [4, 3], [6, 8], [7, 127], [5, 1000], [5, 1024], [5, 1025], [3, 4099], [2, 12288], [2, 50257], [2, 50304]];
   for (const log of [false, true]) {
     const fn = log ? F.logSoftmax : F.softmax;
     const name = log ? 'logSoftmax' : 'softmax';
@@ -41,6 +41,8 @@ describeCuda('CUDA softmax', () => {
       const y = ng.tensor([[1, Infinity, 2, 3], [NaN, 0, 1, 2], [Infinity, Infinity, 0, 0], [1, 2, 3, 4]]);
       compareCpuCuda((a) => fn(a, 1), [y]);
       compareCpuCuda((a) => fn(a, 0), [y]);
+      // a lane that saw only the NaN (scalar warp path, C = 5) must still poison the row
+      compareCpuCuda((a) => fn(a, 1), [ng.tensor([[NaN, 0, 1, 2, 3], [0, 1, 2, 3, 4]])]);
     });
   }
 
