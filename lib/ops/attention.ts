@@ -7,9 +7,13 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import { nextRandom } from '../random.js';
 import type { Tensor } from '../tensor.js';
-import { cast } from './elementwise.js';
+import { add, cast, eq, gt, logicalNot, maskedFill, mul } from './elementwise.js';
+import { arange } from './creation.js';
+import { matmul } from './matmul.js';
+import { softmax } from './softmax.js';
+import { amax } from './reduce.js';
 import { sumToShape } from './reduce.js';
-import { clone, contiguous, expand } from './shape.js';
+import { clone, contiguous, expand, reshape, transpose } from './shape.js';
 import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
 
 declare module '../native.js' {
@@ -138,6 +142,13 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) throw err(`scale must be a finite number (got ${String(scale)})`);
 
+  // float32/float64 on CUDA: the SIMT kernels read keys uncoalesced, so where the score
+  // matrix is affordable (and no dropout mask must match the CPU's) attention is composed
+  // from tensor-core-backed matmuls and softmax, differentiated by the ops themselves.
+  if (onCuda && (dt === 'float32' || dt === 'float64') && p === 0 && numelOf(full) <= COMPOSED_MAX_SCORES) {
+    return composedAttention(q, k, v, m, maskKind, isCausal, scale, Tq, Tk, device);
+  }
+
   // On CUDA, q/k/v views of the right shape go to the kernel as strided [B, H, T, D]
   // views (the fused QKV case); otherwise, and always on the CPU, they are made dense.
   const lay = (t: Tensor): [number, number, number] | null => (onCuda ? stridedLayout(t, lead) : null);
@@ -172,4 +183,31 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     });
   }
   return out;
+}
+
+/** Largest score matrix (elements) the composed CUDA float32/float64 path materialises. */
+const COMPOSED_MAX_SCORES = 1 << 28;
+
+/**
+ * softmax(q kᵀ · scale + mask) v from public ops (so autograd gives every gradient,
+ * the float mask's included). Rows that see no key give zeros, as the kernels do.
+ */
+export function composedAttention(q: Tensor, k: Tensor, v: Tensor, m: Tensor | null, maskKind: number, isCausal: boolean,
+  scale: number, Tq: number, Tk: number, device: Tensor['device']): Tensor {
+  let s = mul(matmul(q, transpose(k, -1, -2)), scale);
+  if (isCausal) {
+    const qi = reshape(arange(0, Tq, 1, { device }), [Tq, 1]);
+    const kj = reshape(arange(0, Tk, 1, { device }), [1, Tk]);
+    s = maskedFill(s, gt(kj, qi), -Infinity);
+  }
+  let dead: Tensor | null = null;
+  if (m) {
+    s = maskKind === 1 ? maskedFill(s, logicalNot(m), -Infinity) : add(s, m);
+    // a row with no visible key: softmax over zeros instead of NaN, then zeroed
+    dead = noGrad(() => eq(amax(s, -1, true), -Infinity));
+    s = maskedFill(s, dead, 0);
+  }
+  let pm = softmax(s, -1);
+  if (dead) pm = mul(pm, logicalNot(dead));
+  return matmul(pm, v);
 }
