@@ -212,7 +212,8 @@ void adamw_step_fused(const std::vector<AdamWTensor>& ts, const AdamWFusedOption
       keys.push_back(key);
       set = static_cast<int>(sets.size()) - 1;
     }
-    AdamWDesc d{};
+    AdamWDesc d;
+    std::memset(&d, 0, sizeof d);  // padding too: the bytes are the table cache's key
     d.p = static_cast<float*>(a.param);
     d.g = static_cast<const float*>(a.grad);
     d.m = static_cast<float*>(a.exp_avg);

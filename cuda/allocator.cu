@@ -92,6 +92,8 @@ void* alloc(int device, size_t bytes, const char* op) {
       flush(device, dc);
       e = raw_malloc(device, dc, &p, size);
     }
+    // anything but out-of-memory (a poisoned context, no device) is reported as itself
+    if (e != cudaSuccess && e != cudaErrorMemoryAllocation) throw_cuda(e, op, "cudaMalloc");
     if (e != cudaSuccess) {
       cudaGetLastError();
       size_t free_b = 0, total_b = 0;

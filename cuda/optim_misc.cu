@@ -179,7 +179,9 @@ __global__ void __launch_bounds__(kThreads)
   if (out_f != nullptr) *out_f = static_cast<float>(norm);
   if (coef != nullptr) {
     const double c = max_norm / (norm + 1e-6);
-    *coef = static_cast<float>(c < 1.0 ? c : 1.0);  // a NaN norm gives a NaN coefficient, as PyTorch
+    // clamp(max=1) keeps NaN (PyTorch, and the CPU path's `if (!(coef >= 1))`): a NaN
+    // norm must make the gradients NaN, not leave them unclipped
+    *coef = static_cast<float>(c < 1.0 || c != c ? c : 1.0);
   }
 }
 
@@ -217,7 +219,8 @@ long long flat_table(const std::vector<FlatTensor>& ts, const char* op, const Fl
   for (size_t i = 0; i < ts.size(); ++i) {
     check_f32(ts[i].dtype, i, op);
     if (ts[i].numel <= 0) continue;
-    FlatDesc d{};
+    FlatDesc d;
+    std::memset(&d, 0, sizeof d);  // padding too: the bytes are the table cache's key
     d.x = static_cast<float*>(ts[i].data);
     d.numel = ts[i].numel;
     d.vec = aligned(d.x, 16);
@@ -299,7 +302,8 @@ void sgd_step(const std::vector<SgdTensor>& ts, double grad_scale) {
       keys.push_back(key);
       set = static_cast<int>(sets.size()) - 1;
     }
-    SgdDesc d{};
+    SgdDesc d;
+    std::memset(&d, 0, sizeof d);  // padding too: the bytes are the table cache's key
     d.p = static_cast<float*>(s.param);
     d.g = static_cast<const float*>(s.grad);
     d.buf = static_cast<float*>(s.momentum_buf);

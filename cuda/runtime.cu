@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <vector>
 
@@ -25,8 +26,9 @@ struct DeviceState {
 };
 
 std::mutex mu;
-std::vector<DeviceState>& states() {
-  static std::vector<DeviceState> s;
+// A deque: growing it for a new device keeps the references other threads hold valid.
+std::deque<DeviceState>& states() {
+  static std::deque<DeviceState> s;
   return s;
 }
 thread_local int tl_device = -1;
@@ -44,15 +46,23 @@ DeviceState& state(int device) {
       throw Error("CUDA: device cuda:" + std::to_string(device) + " does not exist (" + std::to_string(count) +
                   " device(s) usable)");
     }
+    // The stream and the slot belong to the device current while they are created; the
+    // caller's current device (e.g. compute_capability(1) asked from cuda:0) is restored.
+    int prev = -1;
+    if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
     NG_CUDA_CHECK(cudaSetDevice(device), "CUDA init");
-    tl_device = device;
-    NG_CUDA_CHECK(cudaStreamCreateWithFlags(&d.stream, cudaStreamNonBlocking), "CUDA init");
-    NG_CUDA_CHECK(cudaMalloc(&d.errors, sizeof(DeviceErrorSlot)), "CUDA init");
-    NG_CUDA_CHECK(cudaMemset(d.errors, 0, sizeof(DeviceErrorSlot)), "CUDA init");
+    cudaStream_t st = nullptr;
+    DeviceErrorSlot* slot = nullptr;
+    NG_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "CUDA init");
+    NG_CUDA_CHECK(cudaMalloc(&slot, sizeof(DeviceErrorSlot)), "CUDA init");
+    NG_CUDA_CHECK(cudaMemset(slot, 0, sizeof(DeviceErrorSlot)), "CUDA init");
     cudaDeviceProp p;
     NG_CUDA_CHECK(cudaGetDeviceProperties(&p, device), "CUDA init");
     d.cc = p.major * 10 + p.minor;
     d.sms = p.multiProcessorCount;
+    d.errors = slot;
+    d.stream = st;  // last: a non-null stream means the state is complete
+    if (prev >= 0 && prev != device) cudaSetDevice(prev);
   }
   return d;
 }
@@ -182,9 +192,12 @@ void start_download(int device, const void* src, size_t bytes, void** pinned, Pe
 }
 
 void finish_download(int device, void* dst, void* pinned, PendingEvent ev, size_t bytes) {
-  cudaSetDevice(device);
   cudaEvent_t e = static_cast<cudaEvent_t>(ev);
-  cudaError_t r = cudaEventSynchronize(e);
+  cudaError_t r = cudaSetDevice(device);
+  if (r == cudaSuccess) {
+    tl_device = device;  // keep set_device's cache of this worker thread truthful
+    r = cudaEventSynchronize(e);
+  }
   if (r == cudaSuccess && bytes) std::memcpy(dst, pinned, bytes);
   cudaEventDestroy(e);
   cudaFreeHost(pinned);

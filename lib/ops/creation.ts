@@ -143,29 +143,43 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOption
   if (step === 0) throw new Error('nodegrad: arange: step must be non-zero');
   const n = Math.max(0, Math.ceil((end - start) / step));
   const allInt = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
-  const dtype = opts.dtype ?? (allInt ? 'int32' : 'float32');
+  const dtype = checkDType(opts.dtype ?? (allInt ? 'int32' : 'float32'), 'arange');
   const device = parseDevice(opts.device, 'arange');
-  const t = empty([n], checkDType(dtype, 'arange'), 'cpu');
+  const t = empty([n], valuesDType(dtype), 'cpu');
   const d = t.storage.data;
   for (let i = 0; i < n; i++) d[i] = start + i * step;
-  return finish(moveTo(t, device), opts, 'arange');
+  return finish(moveTo(toDType(t, dtype), device), opts, 'arange');
+}
+
+// 16-bit tensors hold raw bit patterns: values written from JavaScript go into a float32
+// tensor that is then converted (toDType).
+function valuesDType(dtype: DType): DType {
+  return dtype === 'bfloat16' || dtype === 'float16' ? 'float32' : dtype;
+}
+function toDType(t: Tensor, dtype: DType): Tensor {
+  if (t.dtype === dtype) return t;
+  const c = t.to(dtype);
+  t.dispose();
+  return c;
 }
 
 export function linspace(start: number, end: number, steps: number, opts: CreateOptions = {}): Tensor {
   if (!Number.isInteger(steps) || steps < 0) throw new Error(`nodegrad: linspace: steps must be a non-negative integer (got ${steps})`);
   const device = parseDevice(opts.device, 'linspace');
-  const t = empty([steps], checkDType(opts.dtype ?? 'float32', 'linspace'), 'cpu');
+  const dtype = checkDType(opts.dtype ?? 'float32', 'linspace');
+  const t = empty([steps], valuesDType(dtype), 'cpu');
   const d = t.storage.data;
   for (let i = 0; i < steps; i++) d[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
-  return finish(moveTo(t, device), opts, 'linspace');
+  return finish(moveTo(toDType(t, dtype), device), opts, 'linspace');
 }
 
 export function eye(n: number, m = n, opts: CreateOptions = {}): Tensor {
   const device = parseDevice(opts.device, 'eye');
-  const t = zeros(checkShape([n, m], 'eye'), { dtype: opts.dtype });
+  const dtype = checkDType(opts.dtype ?? 'float32', 'eye');
+  const t = zeros(checkShape([n, m], 'eye'), { dtype: valuesDType(dtype) });
   const d = t.storage.data;
   for (let i = 0; i < Math.min(n, m); i++) d[i * m + i] = 1;
-  return finish(moveTo(t, device), opts, 'eye');
+  return finish(moveTo(toDType(t, dtype), device), opts, 'eye');
 }
 
 function randomTensor(op: string, kind: number, shape: readonly number[], a: number, b: number, opts: CreateOptions, defaultDType: DType): Tensor {
