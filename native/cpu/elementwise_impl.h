@@ -331,6 +331,7 @@ void unary_bool_out(UnaryOp op, const View& x, const View& out) {
       uint8_t r;
       if (op == UnaryOp::LogicalNot) r = v == T(0);
       else if (op == UnaryOp::IsNan) r = v != v;
+      else if constexpr (!std::is_floating_point_v<T>) r = 0;  // integers are never infinite
       else r = (v == std::numeric_limits<T>::infinity() || v == -std::numeric_limits<T>::infinity());
       o[i * st[0]] = r;
     }
@@ -534,6 +535,8 @@ void where(const View& cond, const View& a, const View& b, const View& out) {
     case DType::F64: return where_t<double>(cond, a, b, out);
     case DType::I32: return where_t<int32_t>(cond, a, b, out);
     case DType::Bool: return where_t<uint8_t>(cond, a, b, out);
+    case DType::BF16:
+    case DType::F16: return where_t<uint16_t>(cond, a, b, out);  // a selection: the bits move unchanged
     default: throw Error("where: unsupported dtype");
   }
 }
