@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -55,7 +56,9 @@ DeviceState& state(int device) {
     DeviceErrorSlot* slot = nullptr;
     NG_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "CUDA init");
     NG_CUDA_CHECK(cudaMalloc(&slot, sizeof(DeviceErrorSlot)), "CUDA init");
-    NG_CUDA_CHECK(cudaMemset(slot, 0, sizeof(DeviceErrorSlot)), "CUDA init");
+    // on the non-blocking stream itself (it does not order with the legacy default stream)
+    NG_CUDA_CHECK(cudaMemsetAsync(slot, 0, sizeof(DeviceErrorSlot), st), "CUDA init");
+    NG_CUDA_CHECK(cudaStreamSynchronize(st), "CUDA init");
     cudaDeviceProp p;
     NG_CUDA_CHECK(cudaGetDeviceProperties(&p, device), "CUDA init");
     d.cc = p.major * 10 + p.minor;
@@ -173,18 +176,63 @@ void download_blocking(int device, void* dst, const void* src, size_t bytes) {
   download_impl(device, dst, src, bytes);
 }
 
+// Pinned buffers for asynchronous reads, reused by size (cudaHostAlloc/cudaFreeHost are
+// slow, and cudaFreeHost may wait for the device). At most kPinnedCacheBytes are kept.
+namespace {
+constexpr size_t kPinnedCacheBytes = size_t(256) << 20;
+std::mutex pinned_mu;
+std::multimap<size_t, void*>& pinned_cache() {
+  static std::multimap<size_t, void*> c;
+  return c;
+}
+size_t pinned_cached = 0;
+
+void* take_pinned(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(pinned_mu);
+    auto& c = pinned_cache();
+    auto it = c.lower_bound(bytes);
+    if (it != c.end() && it->first <= 2 * bytes + 4096) {
+      void* p = it->second;
+      pinned_cached -= it->first;
+      c.erase(it);
+      return p;
+    }
+  }
+  void* p = nullptr;
+  NG_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault), "data()");
+  return p;
+}
+void give_pinned(void* p, size_t bytes) {
+  std::lock_guard<std::mutex> lock(pinned_mu);
+  if (pinned_cached + bytes > kPinnedCacheBytes) {
+    cudaFreeHost(p);
+    return;
+  }
+  pinned_cache().emplace(bytes, p);
+  pinned_cached += bytes;
+}
+// A read's pinned buffer: the values, then a copy of the device's error slot taken
+// right after them on the stream (so the read reports errors of the kernels before it
+// without waiting for the ones queued after it).
+size_t slot_offset(size_t bytes) { return (bytes + 15) / 16 * 16; }
+size_t pinned_size(size_t bytes) { return slot_offset(bytes) + sizeof(DeviceErrorSlot); }
+}  // namespace
+
 void start_download(int device, const void* src, size_t bytes, void** pinned, PendingEvent* ev) {
   set_device(device);
   cudaStream_t st = stream_of(device);
-  void* buf = nullptr;
+  void* buf = take_pinned(pinned_size(bytes));
   cudaEvent_t e = nullptr;
-  NG_CUDA_CHECK(cudaHostAlloc(&buf, bytes ? bytes : 1, cudaHostAllocDefault), "data()");
   cudaError_t r = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
   if (r == cudaSuccess && bytes) r = cudaMemcpyAsync(buf, src, bytes, cudaMemcpyDeviceToHost, st);
+  if (r == cudaSuccess)
+    r = cudaMemcpyAsync(static_cast<char*>(buf) + slot_offset(bytes), error_slot(device), sizeof(DeviceErrorSlot),
+                        cudaMemcpyDeviceToHost, st);
   if (r == cudaSuccess) r = cudaEventRecord(e, st);
   if (r != cudaSuccess) {
     if (e) cudaEventDestroy(e);
-    cudaFreeHost(buf);
+    give_pinned(buf, pinned_size(bytes));
     throw_cuda(r, "data()", "queueing the device-to-host copy");
   }
   *pinned = buf;
@@ -198,11 +246,15 @@ void finish_download(int device, void* dst, void* pinned, PendingEvent ev, size_
     tl_device = device;  // keep set_device's cache of this worker thread truthful
     r = cudaEventSynchronize(e);
   }
-  if (r == cudaSuccess && bytes) std::memcpy(dst, pinned, bytes);
+  DeviceErrorSlot slot{};
+  if (r == cudaSuccess) {
+    if (bytes) std::memcpy(dst, pinned, bytes);
+    std::memcpy(&slot, static_cast<char*>(pinned) + slot_offset(bytes), sizeof slot);
+  }
   cudaEventDestroy(e);
-  cudaFreeHost(pinned);
+  give_pinned(pinned, pinned_size(bytes));
   if (r != cudaSuccess) throw_cuda(r, "data()", "waiting for the device-to-host copy");
-  check_device_errors(device);
+  if (slot.code != 0) check_device_errors(device);  // clears the slot and throws with the op's name
 }
 
 void copy_d2d(int device, void* dst, const void* src, size_t bytes) {
