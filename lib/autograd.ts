@@ -107,9 +107,29 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
   gradEnabled = false;
   try {
     scope(() => {
+      // Gradients of intermediate tensors are freed as soon as nothing needs them (as
+      // PyTorch does), not at the end of backward: on a GPU that bounds backward's peak
+      // memory by one layer's gradients instead of all of them. refs counts the map entries
+      // holding a tensor; only tensors this pass allocated are freed, never the caller's
+      // gradient nor one handed to a leaf as its .grad.
       const grads = new Map<Tensor, Tensor>();
+      const refs = new Map<Tensor, number>();
+      const keepers = new Set<Tensor>();
+      const hold = (x: Tensor, g: Tensor): void => {
+        grads.set(x, g);
+        refs.set(g, (refs.get(g) ?? 0) + 1);
+      };
+      const drop = (g: Tensor): void => {
+        refs.set(g, (refs.get(g) ?? 1) - 1);
+      };
+      const release = (g: Tensor | null | undefined): void => {
+        if (!g || g.isDisposed || keepers.has(g) || (refs.get(g) ?? 0) > 0 || g.storage.id < firstId) return;
+        g.dispose();
+      };
       // an explicit gradient of another dtype (float64 for a float32 output) is converted
-      grads.set(root, gradient ? gradient.to(root.dtype) : root.onesLike());
+      const g0 = gradient ? gradient.to(root.dtype) : root.onesLike();
+      if (g0 === gradient) keepers.add(g0);
+      hold(root, g0);
       const claimed = new Set<number>();
       const accumulateLeaf = (leaf: Tensor, g: Tensor): void => {
         if (leaf.grad === null || leaf.grad.isDisposed) {
@@ -119,6 +139,7 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
             g.storage.id >= firstId && !claimed.has(g.storage.id) && g.dtype === leaf.dtype;
           const gt = own ? g : g.to(leaf.dtype).clone();
           claimed.add(gt.storage.id);
+          keepers.add(gt);
           leaf.grad = keep(gt);
         } else {
           leaf.grad.add_(g);
@@ -129,25 +150,38 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
         const g = grads.get(t);
         if (!g) continue;
         grads.delete(t);
+        drop(g);
         if (!t.gradFn) {
           accumulateLeaf(t, g);
+          release(g);
           continue;
         }
         if (t.retainsGrad) accumulateLeaf(t, g);
         const node = t.gradFn;
         if (node.released) releasedBackward();
         const gin = node.backward(g);
+        const done: (Tensor | null | undefined)[] = [g];
         node.inputs.forEach((x, i) => {
           const gi = gin[i];
-          if (!x || !x.requiresGrad || !gi) return;
+          if (!x || !x.requiresGrad || !gi) {
+            done.push(gi);
+            return;
+          }
           if (gi.shape.join(',') !== x.shape.join(',')) {
             throw new Error(
               `nodegrad: backward of ${node.name}: gradient shape [${gi.shape.join(',')}] differs from input shape [${x.shape.join(',')}]`,
             );
           }
           const prevG = grads.get(x);
-          grads.set(x, prevG ? prevG.add(gi) : gi);
+          if (prevG) {
+            const sum = prevG.add(gi);
+            drop(prevG);
+            hold(x, sum);
+            done.push(prevG, gi);
+          } else hold(x, gi);
         });
+        // only after every input took its gradient: the same tensor may feed several
+        for (const d of done) release(d);
         if (!opts.retainGraph) {
           node.released = true;
           node.backward = releasedBackward;
