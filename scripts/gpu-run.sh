@@ -6,15 +6,19 @@
 # interop check, and copies logs and results to $OUT.
 #
 #   here:  npm install && ../shared/gpu/pack.sh
-#   there: source .gpu/unpack.sh && NODEGRAD_COMMIT=<sha> bash scripts/gpu-run.sh [build|test|bench|interop|all] [--quick]
+#   there: source .gpu/unpack.sh && NODEGRAD_COMMIT=<sha> bash scripts/gpu-run.sh STEP [bench flags]
 #
 # Steps can be run one per device call (each must end inside the call's 10 minutes);
-# the build is kept between calls while the machine stays warm.
+# the build is kept between calls while the machine stays warm. A full bench takes
+# longer than one call: split it, e.g.
+#   bench --only overhead,elementwise,gemm,softmax,layernorm,adamw
+#   bench --only attention,train-gpt
+# (rows of the same commit and kernels are merged into one bench/results/<date>-<gpu>.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 step="${1:-all}"
-quick=""
-for a in "$@"; do [ "$a" = "--quick" ] && quick="--quick"; done
+shift || true
+benchargs=("$@")   # passed to the bench step, e.g. --quick or --only gemm,attention
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 export NODEGRAD_CUDA_ARCHS="${NODEGRAD_CUDA_ARCHS:-90a-real}"
@@ -38,7 +42,7 @@ run_test() {
 run_bench() {
   echo "== npm run bench -- --gpu-only"
   local date; date=$(date -u +%F)
-  npm run bench -- --gpu-only $quick 2>&1 | tee "$OUT/bench-gpu.log" | tail -80
+  npm run bench -- --gpu-only "${benchargs[@]}" 2>&1 | tee -a "$OUT/bench-gpu.log" | tail -80
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   cp bench/results/"$date"-*.json "$OUT/" 2>/dev/null || true
 }
@@ -61,6 +65,6 @@ case "$step" in
   interop) run_interop ;;
   converge) run_converge ;;
   all) run_build && { run_test; run_bench; run_converge; run_interop; } ;;
-  *) echo "usage: scripts/gpu-run.sh [build|test|bench|converge|interop|all] [--quick]"; exit 2 ;;
+  *) echo "usage: scripts/gpu-run.sh [build|test|bench|converge|interop|all] [bench flags: --quick, --only a,b]"; exit 2 ;;
 esac
 exit $status

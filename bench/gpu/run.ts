@@ -104,7 +104,24 @@ export async function main(opts: { quick: boolean; only: string[]; out?: string 
     bf16PeakTflops: BF16_PEAK_TFLOPS, quick: opts.quick, rows: all,
   };
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  // Benches may be run in several calls (each device call has a time limit): rows of an
+  // earlier run of the same commit and kernels on the same GPU are kept unless re-measured.
+  let merged = 0;
+  if (fs.existsSync(file)) {
+    try {
+      const prev = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof record;
+      if (prev.commit === record.commit && prev.cudaHash === record.cudaHash && prev.gpu === record.gpu) {
+        const key = (r: Row): string => `${r.bench}|${r.shape}|${r.dtype}|${r.peer ?? ''}`;
+        const fresh = new Set(all.map(key));
+        const kept = prev.rows.filter((r) => !fresh.has(key(r)));
+        merged = kept.length;
+        record.rows = [...kept, ...all];
+      }
+    } catch {
+      // an unreadable earlier file is replaced
+    }
+  }
   fs.writeFileSync(file, JSON.stringify(record, null, 1) + '\n');
-  console.log(`\nwrote ${all.length} GPU rows to ${path.relative(process.cwd(), file)}`);
+  console.log(`\nwrote ${all.length} GPU rows${merged ? ` (+${merged} kept from an earlier run of this commit)` : ''} to ${path.relative(process.cwd(), file)}`);
   return failed;
 }
