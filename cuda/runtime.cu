@@ -165,10 +165,26 @@ cudaStream_t stream() { return stream_of(current_device()); }
 int compute_capability(int device) { return state(device).cc; }
 int multiprocessors(int device) { return state(device).sms; }
 
+// Uploads of 64 KiB and more go through the pinned staging pair: chunk i is copied into
+// buffer i % 2 (after the DMA that last read that buffer finished), then DMA'd from there,
+// so the host copy of one chunk overlaps the transfer of the previous one. Returns once
+// the source has been read; the last transfers complete in stream order.
 void upload(int device, void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   set_device(device);
-  NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(device)), "upload");
+  cudaStream_t st = stream_of(device);
+  if (bytes < (64u << 10)) {
+    NG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "upload");
+    return;
+  }
+  Staging& s = staging(device);
+  for (size_t off = 0, i = 0; off < bytes; off += kChunk, ++i) {
+    size_t n = bytes - off < kChunk ? bytes - off : kChunk;
+    NG_CUDA_CHECK(cudaEventSynchronize(s.done[i % 2]), "upload");
+    std::memcpy(s.buf[i % 2], static_cast<const char*>(src) + off, n);
+    NG_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + off, s.buf[i % 2], n, cudaMemcpyHostToDevice, st), "upload");
+    NG_CUDA_CHECK(cudaEventRecord(s.done[i % 2], st), "upload");
+  }
 }
 
 void download_sync(int device, void* dst, const void* src, size_t bytes) { download_impl(device, dst, src, bytes); }
