@@ -30,7 +30,7 @@ function registerForGC(t: Tracked): void {
 export function trackTensor(t: Tracked): void {
   liveTensors++;
   countTensor(t.device, 1);
-  const top = scopes[scopes.length - 1];
+  const top = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
   if (top) top.add(t);
   else registerForGC(t);
 }
@@ -40,14 +40,14 @@ export function untrackTensor(t: Tracked): void {
   if (t._gcRegistered) registry.unregister(t);
   liveTensors--;
   countTensor(t.device, -1);
-  const top = scopes[scopes.length - 1];
+  const top = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
   if (top) top.delete(t);
 }
 
 function collect(value: unknown, out: Set<unknown>, seen: Set<unknown>): void {
   if (value === null || typeof value !== 'object' || seen.has(value)) return;
   seen.add(value);
-  if ((value as { storage?: unknown }).storage !== undefined && 'isDisposed' in (value as object)) {
+  if (isTensor(value)) {
     out.add(value);
     return;
   }
@@ -60,13 +60,23 @@ function collect(value: unknown, out: Set<unknown>, seen: Set<unknown>): void {
   }
 }
 
+function isTensor(value: object): boolean {
+  return (value as { storage?: unknown }).storage !== undefined && 'isDisposed' in value;
+}
+
 function endScope(result: unknown): void {
   const s = scopes.pop()!;
-  const keepers = new Set<unknown>();
-  collect(result, keepers, new Set());
-  const parent = scopes[scopes.length - 1];
+  // what survives: nothing for a non-object result (a number: no search), the result
+  // itself for a tensor, else every tensor found in it
+  let single: unknown = null;
+  let keepers: Set<unknown> | null = null;
+  if (result !== null && typeof result === 'object') {
+    if (isTensor(result)) single = result;
+    else collect(result, (keepers = new Set()), new Set());
+  }
+  const parent = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
   for (const t of s) {
-    if (keepers.has(t)) {
+    if (t === single || (keepers !== null && keepers.has(t))) {
       if (parent) parent.add(t);
       else registerForGC(t);
     } else if (!t.isDisposed) {

@@ -47,12 +47,18 @@ export function parseDevice(d: unknown, op: string): Device {
 
 interface DeviceStats { tensors: number; bytes: number; peakBytes: number }
 const stats = new Map<string, DeviceStats>();
+// the last device looked up: every op on one device hits it without a Map lookup
+let lastDevice = '';
+let lastStats: DeviceStats | null = null;
 function statsFor(device: string): DeviceStats {
+  if (device === lastDevice && lastStats !== null) return lastStats;
   let s = stats.get(device);
   if (!s) {
     s = { tensors: 0, bytes: 0, peakBytes: 0 };
     stats.set(device, s);
   }
+  lastDevice = device;
+  lastStats = s;
   return s;
 }
 export function countTensor(device: string, delta: number): void {
@@ -65,36 +71,44 @@ export function deviceStats(): Map<string, DeviceStats> {
 let nextId = 1;
 
 // Freed CPU buffers, reused by size: a fresh typed array costs page faults and zeroing
-// on first touch (as much as the kernel that fills it, for memory-bound ops). Bounded by
-// NODEGRAD_CPU_POOL_MB (default 256); buffers under 4 KB are not pooled.
-const POOL_MIN_BYTES = 4096;
+// on first touch (as much as the kernel that fills it, for memory-bound ops), and even a
+// tiny one costs an ArrayBuffer allocation plus, the first time the addon reads it, the
+// move of its bytes off the JavaScript heap (about as much as the kernel call itself).
+// Bounded by NODEGRAD_CPU_POOL_MB (default 256); buffers under 4 KB are pooled too, at
+// most SMALL_PER_SIZE of each (dtype, length).
+const SMALL_BYTES = 4096;
+const SMALL_PER_SIZE = 64;
 const poolLimit = (Number(process.env.NODEGRAD_CPU_POOL_MB) >= 0 ? Number(process.env.NODEGRAD_CPU_POOL_MB) : 256) * 1024 * 1024;
-const pool = new Map<string, TypedArray[]>();
+// per dtype code: lists of free buffers by element count
+let pool: Map<number, TypedArray[]>[] = [];
 let pooledBytes = 0;
 
 function takePooled(dtype: DType, length: number, zeroed: boolean): TypedArray | null {
-  if (length * itemSize[dtype] < POOL_MIN_BYTES) return null;
-  const list = pool.get(`${dtype}:${length}`);
-  const buf = list?.pop();
-  if (!buf) return null;
+  const list = pool[dtypeCode[dtype]]?.get(length);
+  if (list === undefined || list.length === 0) return null;
+  const buf = list.pop()!;
   pooledBytes -= buf.byteLength;
   if (zeroed) buf.fill(0);
   return buf;
 }
 
 function givePooled(dtype: DType, buf: TypedArray): void {
-  if (buf.byteLength < POOL_MIN_BYTES || pooledBytes + buf.byteLength > poolLimit) return;
-  if (buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength) return;
-  const key = `${dtype}:${buf.length}`;
-  let list = pool.get(key);
-  if (!list) pool.set(key, (list = []));
+  const bytes = buf.byteLength;
+  if (bytes === 0 || pooledBytes + bytes > poolLimit) return;
+  if (buf.byteOffset !== 0 || bytes !== buf.buffer.byteLength) return;
+  const code = dtypeCode[dtype];
+  let byLength = pool[code];
+  if (byLength === undefined) pool[code] = byLength = new Map();
+  let list = byLength.get(buf.length);
+  if (list === undefined) byLength.set(buf.length, (list = []));
+  if (bytes < SMALL_BYTES && list.length >= SMALL_PER_SIZE) return;
   list.push(buf);
-  pooledBytes += buf.byteLength;
+  pooledBytes += bytes;
 }
 
 /** Drops every pooled CPU buffer (they are then garbage collected). */
 export function emptyCpuPool(): void {
-  pool.clear();
+  pool = [];
   pooledBytes = 0;
 }
 export function cpuPoolBytes(): number {

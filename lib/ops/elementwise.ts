@@ -1,13 +1,32 @@
 // Broadcasting binary ops, unary ops, comparisons, where/maskedFill, casts and the
 // in-place updates optimizers use. One native call per op over strided views; the
 // backward formulas are written with public ops (so they serve every backend).
-import { f16ToF32, f32ToF16, isFloating, promoteTypes, type DType } from '../dtype.js';
+import { f16ToF32, f32ToF16, isFloating, promoteTypes, type DType, type TypedArray } from '../dtype.js';
 import { isGradEnabled, needsGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { full, readData } from './creation.js';
 import { sumToShape } from './reduce.js';
-import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, fmt, va } from './util.js';
+import { broadcastShapes, checkSameDevice, checkTensor, empty, fmt, packBroadcastStrides, packDims, va } from './util.js';
+
+// The addon also takes shapes and strides packed in Float64Arrays (packDims in util.ts).
+type Dims = number[] | Float64Array;
+declare module '../native.js' {
+  interface NativeAddon {
+    binary(op: number, shape: Dims, out: TypedArray, oOff: number, oSt: Dims,
+      a: TypedArray, aOff: number, aSt: Dims, b: TypedArray, bOff: number, bSt: Dims): void;
+    binaryScalar(op: number, shape: Dims, out: TypedArray, oOff: number, oSt: Dims,
+      a: TypedArray, aOff: number, aSt: Dims, scalar: number, reverse: boolean): void;
+    unary(op: number, shape: Dims, out: TypedArray, oOff: number, oSt: Dims,
+      x: TypedArray, xOff: number, xSt: Dims, alpha: number, beta: number): void;
+    unaryBackward(op: number, shape: Dims, gx: TypedArray, gxOff: number, gxSt: Dims,
+      x: TypedArray, xOff: number, xSt: Dims, gy: TypedArray, gyOff: number, gySt: Dims, alpha: number): void;
+    copy(shape: Dims, dst: TypedArray, dOff: number, dSt: Dims, src: TypedArray, sOff: number, sSt: Dims): void;
+    fill(shape: Dims, out: TypedArray, oOff: number, oSt: Dims, value: number): void;
+    where(shape: Dims, out: TypedArray, oOff: number, oSt: Dims, c: TypedArray, cOff: number, cSt: Dims,
+      a: TypedArray, aOff: number, aSt: Dims, b: TypedArray, bOff: number, bSt: Dims): void;
+  }
+}
 
 // Codes of native/cpu/elementwise.h
 export const Bin = {
@@ -38,7 +57,8 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   if ((dtype === 'float16' || t.dtype === 'float16') && t.device === 'cpu') out = castHalf(t, dtype);
   else {
     out = empty(t.shape, dtype, t.device, false);
-    native.copy([...t.shape], ...va(out, 'to'), ...va(t, 'to'));
+    native.copy(packDims(0, t.shape), out.storage.data, out.offset, packDims(1, out.strides), t.storage.data, t.offset,
+      packDims(2, t.strides));
   }
   if (needsGrad(t) && isFloating(dtype)) {
     const from = t.dtype;
@@ -111,26 +131,37 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
     checkTensor(t, name);
     if (typeof s !== 'number') throw new Error(`nodegrad: ${name}: operand must be a Tensor or a number (got ${typeof s})`);
     const dt = scalarDType(t, s, code);
-    const x = cast(t, dt);
+    const x = dt === t.dtype ? t : cast(t, dt);
     const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device, false);
-    native.binaryScalar(code, [...x.shape], ...va(out, name), ...va(x, name), s, typeof a === 'number');
+    native.binaryScalar(code, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
+      x.storage.data, x.offset, packDims(2, x.strides), s, typeof a === 'number');
     if (x !== t) x.dispose();
     return out;
   }
   checkTensor(a, name, 'input');
   checkTensor(b, name, 'other');
-  const device = checkSameDevice(name, a, b);
-  const shape = broadcastShapes(a.shape, b.shape, name);
+  const device = a.device === b.device ? a.device : checkSameDevice(name, a, b);
+  // same shapes (the common case) need no broadcast strides: each input's own strides serve
+  const same = sameShape(a.shape, b.shape);
+  const shape = same ? (a.shape as number[]) : broadcastShapes(a.shape, b.shape, name);
   let dt = promoteTypes(a.dtype, b.dtype);
   if (code === Bin.div && !isFloating(dt)) dt = 'float32';
-  if ((code === Bin.logicalAnd || code === Bin.logicalOr) && dt !== 'bool') dt = dt; // nonzero test on any dtype
-  const x = cast(a, dt), y = cast(b, dt);
+  // logicalAnd / logicalOr: a nonzero test on any dtype
+  const x = a.dtype === dt ? a : cast(a, dt), y = b.dtype === dt ? b : cast(b, dt);
   const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device, false);
-  native.binary(code, shape, ...va(out, name), x.storage.data, x.offset, broadcastStrides(x, shape),
-    y.storage.data, y.offset, broadcastStrides(y, shape));
+  native.binary(code, packDims(0, out.shape), out.storage.data, out.offset, packDims(1, out.strides),
+    x.storage.data, x.offset, same ? packDims(2, x.strides) : packBroadcastStrides(2, x, shape),
+    y.storage.data, y.offset, same ? packDims(3, y.strides) : packBroadcastStrides(3, y, shape));
   if (x !== a) x.dispose();
   if (y !== b) y.dispose();
   return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function asT(v: TensorLike): Tensor | null {
@@ -192,7 +223,8 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     checkTensor(a, 'pow');
     const x = isFloating(a.dtype) || Number.isInteger(b) && b >= 0 ? a : cast(a, 'float32');
     const out = empty(x.shape, x.dtype, x.device, false);
-    native.unary(Un.powScalar, [...x.shape], ...va(out, 'pow'), ...va(x, 'pow'), b, 0);
+    native.unary(Un.powScalar, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
+      x.storage.data, x.offset, packDims(2, x.strides), b, 0);
     if (x !== a) x.dispose();
     if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))]);
     return out;
@@ -251,7 +283,8 @@ export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta 
   if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
   const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
   const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device, false);
-  native.unary(code, [...src.shape], ...va(out, name), ...va(src, name), alpha, beta);
+  native.unary(code, packDims(0, src.shape), out.storage.data, out.offset, packDims(1, out.strides),
+    src.storage.data, src.offset, packDims(2, src.strides), alpha, beta);
   if (src !== x) src.dispose();
   return out;
 }
@@ -262,8 +295,11 @@ function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Ten
     return viaFloat32(half, (up) => unaryGradKernel(code, up(saved) as Tensor, up(g) as Tensor, alpha));
   }
   const gx = empty(g.shape, g.dtype, g.device, false);
-  native.unaryBackward(code, [...g.shape], ...va(gx, 'backward'), saved.storage.data, saved.offset,
-    broadcastStrides(saved, g.shape), ...va(g, 'backward'), alpha);
+  g.assertLive('backward');
+  native.unaryBackward(code, packDims(0, g.shape), gx.storage.data, gx.offset, packDims(1, gx.strides),
+    saved.storage.data, saved.offset,
+    sameShape(saved.shape, g.shape) ? packDims(2, saved.strides) : packBroadcastStrides(2, saved, g.shape),
+    g.storage.data, g.offset, packDims(3, g.strides), alpha);
   return gx;
 }
 
@@ -348,8 +384,9 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const c = cast(condition, 'bool');
   const shape = broadcastShapes(broadcastShapes(c.shape, A.shape, 'where'), B.shape, 'where');
   const out = empty(shape, dt, device, false);
-  native.where(shape, ...va(out, 'where'), c.storage.data, c.offset, broadcastStrides(c, shape),
-    A.storage.data, A.offset, broadcastStrides(A, shape), B.storage.data, B.offset, broadcastStrides(B, shape));
+  native.where(packDims(0, shape), out.storage.data, out.offset, packDims(1, out.strides),
+    c.storage.data, c.offset, packBroadcastStrides(2, c, shape), A.storage.data, A.offset, packBroadcastStrides(3, A, shape),
+    B.storage.data, B.offset, packBroadcastStrides(4, B, shape));
   if (A !== ta) A.dispose();
   if (B !== tb) B.dispose();
   if (!needsGrad(ta, tb) && c !== condition) c.dispose();
@@ -407,7 +444,9 @@ function unaliased(target: Tensor, src: Tensor): Tensor {
   if (src.storage !== target.storage) return src;
   if (src.offset === target.offset && fmt(src.strides) === fmt(target.strides) && fmt(src.shape) === fmt(target.shape)) return src;
   const c = empty(src.shape, src.dtype, src.device, false);
-  native.copy([...src.shape], ...va(c, 'copy'), ...va(src, 'copy'));
+  src.assertLive('copy');
+  native.copy(packDims(0, src.shape), c.storage.data, c.offset, packDims(1, c.strides), src.storage.data, src.offset,
+    packDims(2, src.strides));
   return c;
 }
 
@@ -417,7 +456,8 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
   checkInplace(t, op);
   const code = INPLACE[op];
   if (typeof other === 'number') {
-    native.binaryScalar(code, [...t.shape], ...va(t, op), ...va(t, op), alpha !== undefined ? other * alpha : other, false);
+    native.binaryScalar(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
+      packDims(2, t.strides), alpha !== undefined ? other * alpha : other, false);
     return;
   }
   checkTensor(other, op, 'other');
@@ -432,7 +472,8 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
     if (o !== other) o.dispose();
     o = scaled;
   }
-  native.binary(code, [...t.shape], ...va(t, op), ...va(t, op), o.storage.data, o.offset, broadcastStrides(o, t.shape));
+  native.binary(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
+    packDims(2, t.strides), o.storage.data, o.offset, packBroadcastStrides(3, o, t.shape));
   if (o !== other) o.dispose();
 }
 
@@ -446,7 +487,7 @@ export function fill_(t: Tensor, value: number): void {
     v.dispose();
     return;
   }
-  native.fill([...t.shape], ...va(t, 'fill_'), value);
+  native.fill(packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), value);
 }
 
 export function copy_(dst: Tensor, src: Tensor): void {
@@ -468,6 +509,7 @@ export function copy_(dst: Tensor, src: Tensor): void {
   }
   // float16 <-> other dtypes convert in JavaScript first; the kernel then copies raw bits
   const s = (dst.dtype === 'float16') !== (src.dtype === 'float16') ? cast(src, dst.dtype) : unaliased(dst, src);
-  native.copy([...dst.shape], ...va(dst, 'copy_'), s.storage.data, s.offset, broadcastStrides(s, dst.shape));
+  native.copy(packDims(0, dst.shape), dst.storage.data, dst.offset, packDims(1, dst.strides), s.storage.data, s.offset,
+    packBroadcastStrides(2, s, dst.shape));
   if (s !== src) s.dispose();
 }

@@ -43,7 +43,7 @@ export function checkShape(shape: readonly number[], op: string): number[] {
  * writes completely: then a reused buffer keeps stale values until the kernel runs).
  */
 export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu', zeroed = true): Tensor {
-  return new Tensor(new Storage(device, dtype, numelOf(shape), undefined, zeroed), [...shape], contiguousStrides(shape), 0);
+  return new Tensor(new Storage(device, dtype, numelOf(shape), undefined, zeroed), shape.slice(), contiguousStrides(shape), 0);
 }
 
 /** The native view triple of a tensor: (buffer, element offset, strides). */
@@ -52,12 +52,45 @@ export function va(t: Tensor, op: string): [TypedArray, number, number[]] {
   return [t.storage.data, t.offset, t.strides as number[]];
 }
 
+// Shapes and strides go to the addon packed in reused Float64Arrays: the addon reads one
+// of those in a single step, where a JS array costs a crossing per element. packs[n][slot]
+// is the buffer for n dims; a packed list is only valid until the same slot and length
+// are packed again, so it must be passed straight to the native call.
+const packs: Float64Array[][] = [];
+function packBuf(slot: number, n: number): Float64Array {
+  let row = packs[n];
+  if (row === undefined) packs[n] = row = [];
+  let p = row[slot];
+  if (p === undefined) row[slot] = p = new Float64Array(n);
+  return p;
+}
+
+/** xs in the scratch buffer `slot` (0..7; one slot per argument of a native call). */
+export function packDims(slot: number, xs: readonly number[]): Float64Array {
+  const n = xs.length;
+  const p = packBuf(slot, n);
+  for (let i = 0; i < n; i++) p[i] = xs[i];
+  return p;
+}
+
+/** broadcastStrides(t, shape) packed in the scratch buffer `slot`. */
+export function packBroadcastStrides(slot: number, t: Tensor, shape: readonly number[]): Float64Array {
+  const n = shape.length;
+  const p = packBuf(slot, n);
+  const off = n - t.ndim;
+  for (let i = 0; i < off; i++) p[i] = 0;
+  for (let i = 0; i < t.ndim; i++) p[off + i] = t.shape[i] === 1 && shape[off + i] !== 1 ? 0 : t.strides[i];
+  return p;
+}
+
 export function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
   const n = Math.max(a.length, b.length);
   const out = new Array<number>(n);
   for (let i = 0; i < n; i++) {
-    const da = a[a.length - n + i] ?? 1;
-    const db = b[b.length - n + i] ?? 1;
+    // (no negative indexing: a miss on an array index is a slow lookup in V8)
+    const ia = i - n + a.length, ib = i - n + b.length;
+    const da = ia >= 0 ? a[ia] : 1;
+    const db = ib >= 0 ? b[ib] : 1;
     if (da !== db && da !== 1 && db !== 1) {
       throw new Error(`nodegrad: ${op}: shapes ${fmt(a)} and ${fmt(b)} cannot be broadcast together (dim ${i}: ${da} vs ${db})`);
     }
@@ -109,8 +142,13 @@ export function normDim(dim: number, ndim: number, op: string): number {
 
 /** Normalised, sorted, de-duplicated dims; undefined means all dims. */
 export function normDims(dim: number | number[] | undefined | null, ndim: number, op: string): number[] {
-  if (dim === undefined || dim === null) return Array.from({ length: ndim }, (_, i) => i);
-  const ds = (Array.isArray(dim) ? dim : [dim]).map((d) => normDim(d, ndim, op));
+  if (dim === undefined || dim === null) {
+    const all = new Array<number>(ndim);
+    for (let i = 0; i < ndim; i++) all[i] = i;
+    return all;
+  }
+  if (!Array.isArray(dim)) return [normDim(dim, ndim, op)];
+  const ds = dim.map((d) => normDim(d, ndim, op));
   const set = [...new Set(ds)].sort((a, b) => a - b);
   if (set.length !== ds.length) throw new Error(`nodegrad: ${op}: dim ${JSON.stringify(dim)} repeats a dimension`);
   return set;

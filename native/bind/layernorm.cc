@@ -64,6 +64,7 @@ static Napi::Value AddLayernormForward(const Napi::CallbackInfo& info) {
   Buf x = to_buf(info[0], op, "input");
   int64_t rows = to_i64(info[8], op, "rows"), C = to_i64(info[9], op, "C");
   double eps = to_f64(info[10], op, "eps");
+  (void)eps;  // used by the CUDA call only
   int64_t n = checked_numel(rows, C, op);
   check_extent(x, 0, n, op, "input");
   Buf res = required_buf(info[1], x.dtype, n, op, "residual");

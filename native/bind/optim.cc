@@ -276,6 +276,7 @@ static Napi::Value MultiTensorNormDevice(const Napi::CallbackInfo& info) {
   float* coef = device_scalar(info[6], devs, op, "clipCoef");
   double max_norm = to_f64(info[7], op, "maxNorm");
   if (devs.device < 0) throw Error(std::string(op) + ": the device-result norm needs CUDA tensors");
+  (void)norm_scale, (void)out, (void)coef, (void)max_norm;  // used by the CUDA call only
   NG_CUDA(cuda::multi_tensor_norm_device(ts, p, norm_scale, out, coef, max_norm));
   return info.Env().Undefined();
 }

@@ -19,6 +19,25 @@ bool is_device_buffer(const Napi::Value& v) {
 }
 
 Buf to_buf(const Napi::Value& v, const char* op, const char* what) {
+  // Hot path: one napi_get_typedarray_info call gives type, length and the data pointer
+  // (byte offset included); it fails without side effects on anything else.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr) == napi_ok) {
+    Buf b;
+    switch (type) {
+      case napi_float32_array: b.dtype = DType::F32; break;
+      case napi_float64_array: b.dtype = DType::F64; break;
+      case napi_int32_array: b.dtype = DType::I32; break;
+      case napi_uint8_array: b.dtype = DType::Bool; break;
+      case napi_uint16_array: b.dtype = DType::BF16; break;
+      default: throw Error(where(op, what) + " has an unsupported typed array type");
+    }
+    b.data = data;
+    b.length = length;
+    return b;
+  }
   if (is_device_buffer(v)) {
     auto* d = v.As<Napi::External<cuda::DeviceBuffer>>().Data();
     if (d == nullptr || d->freed) throw Error(where(op, what) + ": CUDA storage used after it was freed");
@@ -29,21 +48,7 @@ Buf to_buf(const Napi::Value& v, const char* op, const char* what) {
     b.device = d->device;
     return b;
   }
-  if (!v.IsTypedArray()) throw Error(where(op, what) + " must be a typed array or a CUDA buffer");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Buf b;
-  switch (ta.TypedArrayType()) {
-    case napi_float32_array: b.dtype = DType::F32; break;
-    case napi_float64_array: b.dtype = DType::F64; break;
-    case napi_int32_array: b.dtype = DType::I32; break;
-    case napi_uint8_array: b.dtype = DType::Bool; break;
-    case napi_uint16_array: b.dtype = DType::BF16; break;
-    default: throw Error(where(op, what) + " has an unsupported typed array type");
-  }
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  b.data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
-  b.length = ta.ElementLength();
-  return b;
+  throw Error(where(op, what) + " must be a typed array or a CUDA buffer");
 }
 
 Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what) {
@@ -54,38 +59,80 @@ Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what) {
   return b;
 }
 
-int64_t to_i64(const Napi::Value& v, const char* op, const char* what) {
-  if (!v.IsNumber()) throw Error(where(op, what) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
+static void check_integer(double d, const char* op, const char* what) {
   if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.007199254740992e15)
     throw Error(where(op, what) + " must be an integer");
+}
+
+// napi_get_value_double fails (without a pending exception) on anything but a number:
+// one crossing instead of a type check plus a read.
+static int64_t raw_to_i64(napi_env env, napi_value v, const char* op, const char* what) {
+  double d = 0;
+  if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok) throw Error(where(op, what) + " must be a number");
+  check_integer(d, op, what);
   return static_cast<int64_t>(d);
 }
 
+int64_t to_i64(const Napi::Value& v, const char* op, const char* what) {
+  return raw_to_i64(v.Env(), v, op, what);
+}
+
 double to_f64(const Napi::Value& v, const char* op, const char* what) {
-  if (!v.IsNumber()) throw Error(where(op, what) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
+  double d = 0;
+  napi_value raw = v;
+  if (raw == nullptr || napi_get_value_double(v.Env(), raw, &d) != napi_ok) throw Error(where(op, what) + " must be a number");
+  return d;
 }
 
 bool to_bool(const Napi::Value& v) { return v.ToBoolean().Value(); }
 
-std::vector<int64_t> to_i64_vec(const Napi::Value& v, const char* op, const char* what) {
-  std::vector<int64_t> out;
-  if (v.IsArray()) {
-    Napi::Array a = v.As<Napi::Array>();
-    out.reserve(a.Length());
-    for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(to_i64(a.Get(i), op, what));
-    return out;
-  }
-  if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() == napi_int32_array) {
-      Napi::Int32Array a = v.As<Napi::Int32Array>();
-      out.assign(a.Data(), a.Data() + a.ElementLength());
-      return out;
+// Reads an integer array (a JS array, an Int32Array, or a Float64Array of integers: the
+// op layer packs shapes and strides into reused Float64Arrays, which cost one crossing
+// instead of one per element) into out[0..cap). Returns the element count; a count above
+// cap means nothing was read (the caller falls back).
+static size_t read_i64s(napi_env env, napi_value v, int64_t* out, size_t cap, const char* op, const char* what) {
+  if (v == nullptr) throw Error(where(op, what) + " must be an array of integers");
+  napi_typedarray_type type;
+  size_t len = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, nullptr, nullptr) == napi_ok) {
+    if (type == napi_int32_array) {
+      if (len > cap) return len;
+      const int32_t* p = static_cast<const int32_t*>(data);
+      for (size_t i = 0; i < len; ++i) out[i] = p[i];
+      return len;
     }
+    if (type == napi_float64_array) {
+      if (len > cap) return len;
+      const double* p = static_cast<const double*>(data);
+      for (size_t i = 0; i < len; ++i) {
+        check_integer(p[i], op, what);
+        out[i] = static_cast<int64_t>(p[i]);
+      }
+      return len;
+    }
+    throw Error(where(op, what) + " must be an array of integers");
   }
-  throw Error(where(op, what) + " must be an array of integers");
+  bool is_array = false;
+  if (napi_is_array(env, v, &is_array) != napi_ok || !is_array) throw Error(where(op, what) + " must be an array of integers");
+  uint32_t n = 0;
+  if (napi_get_array_length(env, v, &n) != napi_ok) throw Error(where(op, what) + " must be an array of integers");
+  if (n > cap) return n;
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value e;
+    if (napi_get_element(env, v, i, &e) != napi_ok) throw Error(where(op, what) + " must be an array of integers");
+    out[i] = raw_to_i64(env, e, op, what);
+  }
+  return n;
+}
+
+std::vector<int64_t> to_i64_vec(const Napi::Value& v, const char* op, const char* what) {
+  int64_t small[kMaxDims];
+  size_t n = read_i64s(v.Env(), v, small, kMaxDims, op, what);
+  if (n <= static_cast<size_t>(kMaxDims)) return std::vector<int64_t>(small, small + n);
+  std::vector<int64_t> out(n);
+  read_i64s(v.Env(), v, out.data(), n, op, what);
+  return out;
 }
 
 void check_extent(const Buf& b, int64_t offset, int64_t n, const char* op, const char* what) {
@@ -99,15 +146,15 @@ void check_dtype(const Buf& b, DType dt, const char* op, const char* what) {
     throw Error(where(op, what) + " has dtype " + dtype_name(b.dtype) + ", expected " + dtype_name(dt));
 }
 
-View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides,
-               const char* op, const char* what) {
-  if (shape.size() != strides.size()) throw Error(where(op, what) + ": shape and strides differ in length");
-  if (shape.size() > static_cast<size_t>(kMaxDims))
+static View make_view_p(const Buf& b, int64_t offset, const int64_t* shape, size_t nshape, const int64_t* strides,
+                        size_t nstrides, const char* op, const char* what) {
+  if (nshape != nstrides) throw Error(where(op, what) + ": shape and strides differ in length");
+  if (nshape > static_cast<size_t>(kMaxDims))
     throw Error(where(op, what) + ": at most " + std::to_string(kMaxDims) + " dimensions are supported");
   View v;
   v.dtype = b.dtype;
   v.device = b.device;
-  v.ndim = static_cast<int>(shape.size());
+  v.ndim = static_cast<int>(nshape);
   int64_t lo = offset, hi = offset;
   bool empty = false;
   for (int i = 0; i < v.ndim; ++i) {
@@ -138,12 +185,23 @@ View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, 
   return v;
 }
 
+View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape, const std::vector<int64_t>& strides,
+               const char* op, const char* what) {
+  return make_view_p(b, offset, shape.data(), shape.size(), strides.data(), strides.size(), op, what);
+}
+
 View view_at(const Napi::CallbackInfo& info, size_t i, const std::vector<int64_t>& shape, const char* op,
              const char* what) {
   Buf b = to_buf(info[i], op, what);
   int64_t off = to_i64(info[i + 1], op, what);
-  std::vector<int64_t> st = to_i64_vec(info[i + 2], op, what);
-  return make_view(b, off, shape, st, op, what);
+  // strides of up to kMaxDims dims are read onto the stack (no allocation per view)
+  int64_t st[kMaxDims];
+  size_t n = read_i64s(info.Env(), info[i + 2], st, kMaxDims, op, what);
+  if (n > static_cast<size_t>(kMaxDims)) {
+    std::vector<int64_t> big = to_i64_vec(info[i + 2], op, what);
+    return make_view(b, off, shape, big, op, what);
+  }
+  return make_view_p(b, off, shape.data(), shape.size(), st, n, op, what);
 }
 
 View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char* op, const char* what) {

@@ -27,13 +27,15 @@ Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what);
 int64_t to_i64(const Napi::Value& v, const char* op, const char* what);
 double to_f64(const Napi::Value& v, const char* op, const char* what);
 bool to_bool(const Napi::Value& v);
+// An integer list: a JS array, an Int32Array, or a Float64Array of integers.
 std::vector<int64_t> to_i64_vec(const Napi::Value& v, const char* op, const char* what);
 
 // Builds a view from (buffer, element offset, shape, strides) and checks that every
 // element it addresses lies inside the buffer.
 View make_view(const Buf& b, int64_t offset, const std::vector<int64_t>& shape,
                const std::vector<int64_t>& strides, const char* op, const char* what);
-// A view argument at info[i..i+2]: (typed array, element offset, strides), checked.
+// A view argument at info[i..i+2]: (typed array, element offset, strides), checked. The
+// strides are an integer list as to_i64_vec takes it.
 View view_at(const Napi::CallbackInfo& info, size_t i, const std::vector<int64_t>& shape, const char* op,
              const char* what);
 // Contiguous view of `shape` at offset 0 (checked).
