@@ -166,3 +166,15 @@ describe('the native layer checks every view against its buffer', () => {
     expect(out[0]).toBe(0);
   });
 });
+
+describe('packed shape and stride arguments', () => {
+  it('Float64Array shapes/strides are checked like arrays: integers only, inside the storage', () => {
+    const a = new Float32Array(4), out = new Float32Array(4);
+    const shape = Float64Array.of(4), st = Float64Array.of(1);
+    native.binary(0, shape as unknown as number[], out, 0, st as unknown as number[], a, 0, st as unknown as number[], a, 0, st as unknown as number[]);
+    expect(() => native.binary(0, shape as unknown as number[], out, 0, Float64Array.of(1.5) as unknown as number[], a, 0,
+      st as unknown as number[], a, 0, st as unknown as number[])).toThrow(/must be an integer/);
+    expect(() => native.binary(0, Float64Array.of(5) as unknown as number[], out, 0, st as unknown as number[], a, 0,
+      st as unknown as number[], a, 0, st as unknown as number[])).toThrow(/outside its storage/);
+  });
+});
