@@ -9,6 +9,7 @@
 //    otherwise std::nth_element (O(n)) then a sort of the first k. Traffic: x once.
 //  Index ranges are checked in a parallel pre-pass that reads the index once.
 #include "cpu/index.h"
+#include "index_checks.h"
 
 #include <algorithm>
 #include <atomic>
@@ -248,21 +249,8 @@ void check_values(const View& v, const char* op, const char* what) {
                 "; supported: float32, float64, int32");
 }
 
-void check_index(const View& index, const char* op) {
-  if (index.dtype != DType::I32)
-    throw Error(std::string(op) + ": index must be int32 (got " + dtype_name(index.dtype) + ")");
-}
 
-void check_dim(const View& v, int dim, const char* op) {
-  if (dim < 0 || dim >= v.ndim)
-    throw Error(std::string(op) + ": dim " + std::to_string(dim) + " is out of range for " +
-                std::to_string(v.ndim) + " dims");
-}
 
-void check_same(const View& a, const View& b, const char* op) {
-  if (a.dtype != b.dtype)
-    throw Error(std::string(op) + ": dtypes differ (" + dtype_name(a.dtype) + " and " + dtype_name(b.dtype) + ")");
-}
 
 #define NG_INDEX_DISPATCH(dt, CALL)                        \
   switch (dt) {                                            \
@@ -275,72 +263,37 @@ void check_same(const View& a, const View& b, const char* op) {
 }  // namespace
 
 void gather(const View& x, const View& index, int dim, const View& out, const char* op) {
-  check_dim(x, dim, op);
   check_values(x, op, "input");
-  check_same(x, out, op);
-  check_index(index, op);
-  NG_CHECK(index.ndim == x.ndim && out.ndim == x.ndim, std::string(op) + ": index and input differ in rank");
-  for (int d = 0; d < x.ndim; ++d) {
-    NG_CHECK(out.shape[d] == index.shape[d], std::string(op) + ": out and index differ in shape");
-    NG_CHECK(d == dim || index.shape[d] <= x.shape[d], std::string(op) + ": index is larger than the input");
-  }
+  index_checks::gather(x, index, dim, out, op);
   check_range(index, x.shape[dim], dim, op);
   NG_INDEX_DISPATCH(x.dtype, gather_t<T>(x, index, dim, out));
 }
 
 void scatter_add(const View& out, const View& index, const View& src, int dim, const char* op) {
-  check_dim(out, dim, op);
   check_values(out, op, "input");
-  check_same(out, src, op);
-  check_index(index, op);
-  NG_CHECK(index.ndim == out.ndim && src.ndim == out.ndim, std::string(op) + ": index, input and src differ in rank");
-  for (int d = 0; d < out.ndim; ++d) {
-    NG_CHECK(src.shape[d] == index.shape[d], std::string(op) + ": src view and index differ in shape");
-    NG_CHECK(d == dim || index.shape[d] <= out.shape[d], std::string(op) + ": index is larger than the input");
-  }
+  index_checks::scatter_add(out, index, src, dim, op);
   check_range(index, out.shape[dim], dim, op);
   NG_INDEX_DISPATCH(out.dtype, scatter_add_t<T>(out, index, src, dim));
 }
 
 void index_select(const View& x, const View& index, int dim, const View& out, const char* op) {
-  check_dim(x, dim, op);
   check_values(x, op, "input");
-  check_same(x, out, op);
-  check_index(index, op);
-  NG_CHECK(index.ndim == 1 && out.ndim == x.ndim, std::string(op) + ": index must be 1-D");
-  for (int d = 0; d < x.ndim; ++d)
-    NG_CHECK(out.shape[d] == (d == dim ? index.shape[0] : x.shape[d]), std::string(op) + ": out has the wrong shape");
+  index_checks::index_select(x, index, dim, out, op);
   check_range(index, x.shape[dim], dim, op);
   NG_INDEX_DISPATCH(x.dtype, index_select_t<T>(x, index, dim, out));
 }
 
 void index_add(const View& out, const View& index, const View& src, int dim, const char* op) {
-  check_dim(out, dim, op);
   check_values(out, op, "input");
-  check_same(out, src, op);
-  check_index(index, op);
-  NG_CHECK(index.ndim == 1 && src.ndim == out.ndim, std::string(op) + ": index must be 1-D");
-  for (int d = 0; d < out.ndim; ++d)
-    NG_CHECK(src.shape[d] == (d == dim ? index.shape[0] : out.shape[d]), std::string(op) + ": src has the wrong shape");
+  index_checks::index_add(out, index, src, dim, op);
   check_range(index, out.shape[dim], dim, op);
   NG_INDEX_DISPATCH(out.dtype, index_add_t<T>(out, index, src, dim));
 }
 
 void topk(const View& x, int dim, int64_t k, bool largest, bool sorted, const View& values, const View& indices,
           const char* op) {
-  check_dim(x, dim, op);
   check_values(x, op, "input");
-  check_same(x, values, op);
-  NG_CHECK(indices.dtype == DType::I32, std::string(op) + ": indices must be int32");
-  NG_CHECK(k >= 0 && k <= x.shape[dim],
-           std::string(op) + ": k " + std::to_string(k) + " is out of range for dimension " + std::to_string(dim) +
-               " of size " + std::to_string(x.shape[dim]));
-  NG_CHECK(x.shape[dim] <= INT32_MAX, std::string(op) + ": dimension too large for int32 indices");
-  NG_CHECK(values.ndim == x.ndim && indices.ndim == x.ndim, std::string(op) + ": outputs differ in rank");
-  for (int d = 0; d < x.ndim; ++d) {
-    int64_t want = d == dim ? k : x.shape[d];
-    NG_CHECK(values.shape[d] == want && indices.shape[d] == want, std::string(op) + ": outputs have the wrong shape");
-  }
+  index_checks::topk(x, dim, k, values, indices, op);
   NG_INDEX_DISPATCH(x.dtype, topk_t<T>(x, dim, k, largest, sorted, values, indices));
 }
 
