@@ -20,8 +20,9 @@
 // Threads: many independent matrices (a batch) are spread over the pool, one per thread
 // at a time. Otherwise all threads work on each matrix: the B panel is packed jointly
 // into one of two shared buffers (double buffering leaves one barrier per KC step), and
-// the output is split into a tm x tn grid of row / column ranges, chosen to minimise
-// the padded work per thread. Problems below ~32K multiply-adds skip packing.
+// the C blocks of each KC step are claimed by whichever thread asks next; a block's KC
+// steps run in order (BlockOrder), so every partial sum is added in the same order
+// whoever computes it. Problems below ~32K multiply-adds skip packing.
 #include "cpu/gemm.h"
 
 #include <algorithm>
@@ -126,9 +127,21 @@ struct WorkCounter {
 struct StepWork {
   WorkCounter pack, comp;
 };
+// Order of the KC steps on one C block. Blocks are claimed dynamically, so block b of
+// step s may go to another thread than block b of step s-1; step s accumulates onto
+// what step s-1 wrote (beta = 1), so it must not start before that write is finished.
+// One flag per (step, block), set with release when the block's step is done; the next
+// step's owner acquires it. This fixes the order of every partial sum, so the result is
+// bitwise the same whichever thread computes which block.
+struct BlockOrder {
+  std::unique_ptr<std::atomic<uint8_t>[]> done;  // [step * stride + block]
+  int64_t stride = 0;
+  std::atomic<uint8_t>& at(int64_t step, int64_t block) const { return done[step * stride + block]; }
+};
 
-// Spins (then yields, so an oversubscribed machine still progresses) until c == n.
-inline void wait_until(const std::atomic<int64_t>& c, int64_t n) {
+// Spins (then yields, so an oversubscribed machine still progresses) until c >= n.
+template <class C>
+inline void wait_until(const std::atomic<C>& c, C n) {
   for (int spins = 0; c.load(std::memory_order_acquire) < n; ++spins) {
     if (spins < 4000) cpu_relax();
     else std::this_thread::yield();
@@ -379,6 +392,13 @@ Plan make_plan(const GemmKernel<T>& kr, const Problem<T>& P, int nt) {
   return pl;
 }
 
+// Column groups per row block for a panel of sb_all slivers: the C blocks are row blocks
+// of pl.rb slivers across the panel, split into column groups only when there are too
+// few row blocks to share out (each group repacks its A).
+inline int64_t column_groups(const Plan& pl, int64_t nrb, int64_t sb_all) {
+  return pl.nt == 1 || nrb >= 2 * pl.nt ? 1 : std::min(sb_all, (8 * pl.nt + nrb - 1) / nrb);
+}
+
 // Number of KC steps (jc, pc pairs) of one matrix.
 inline int64_t count_steps(const Plan& pl, const int64_t N, const int64_t K) {
   return ((N + pl.nc - 1) / pl.nc) * ((K + pl.kc - 1) / pl.kc);
@@ -395,7 +415,7 @@ size_t bpanel_size(const GemmKernel<T>& kr, const Plan& pl) {
 // matrices of one call, so all threads agree on buffers and counters.
 template <class T>
 void gemm_packed(const GemmKernel<T>& kr, const Plan& pl, const Problem<T>& P, T* const bpanel[2], StepWork* work,
-                 int64_t& step, int64_t prev_items[2]) {
+                 const BlockOrder* order, int64_t& step, int64_t prev_items[2]) {
   const int MR = kr.mr, NR = kr.nr;
   const int64_t sa_all = (P.M + MR - 1) / MR, nrb = (sa_all + pl.rb - 1) / pl.rb;
   T* abuf = tl_apack.get<T>(static_cast<size_t>(pl.rb) * MR * pl.kc);
@@ -407,9 +427,7 @@ void gemm_packed(const GemmKernel<T>& kr, const Plan& pl, const Problem<T>& P, T
 
   for (int64_t jc = 0; jc < P.N; jc += pl.nc) {
     const int64_t nc = std::min(pl.nc, P.N - jc), sb_all = (nc + NR - 1) / NR;
-    // C blocks: row blocks of pl.rb slivers across the panel, split into column groups
-    // only when there are too few row blocks to share out (each group repacks its A).
-    const int64_t ncg = pl.nt == 1 || nrb >= 2 * pl.nt ? 1 : std::min(sb_all, (8 * pl.nt + nrb - 1) / nrb);
+    const int64_t ncg = column_groups(pl, nrb, sb_all);
     const int64_t cg = (sb_all + ncg - 1) / ncg, nitems = nrb * ncg;
     // With few rows of A each B sliver is used once or twice: full slivers of a
     // row-major B are then read in place and only the ragged last one is packed.
@@ -434,6 +452,8 @@ void gemm_packed(const GemmKernel<T>& kr, const Plan& pl, const Problem<T>& P, T
       local = 0;
       int64_t packed_r = -1;  // row block now in abuf (for this step)
       for (int64_t it; (it = claim(w ? &w->comp : nullptr, local)) < nitems;) {
+        // Step s-1 of this block (same panel, pc > 0) may still be running elsewhere.
+        if (w && pc > 0) wait_until(order->at(s - 1, it), uint8_t(1));
         const int64_t r = it / ncg, g = it % ncg;
         const int64_t ia = r * pl.rb, na = std::min(pl.rb, sa_all - ia), i0 = ia * MR;
         if (packed_r != r) {
@@ -457,7 +477,10 @@ void gemm_packed(const GemmKernel<T>& kr, const Plan& pl, const Problem<T>& P, T
             }
           }
         }
-        if (w) w->comp.done.fetch_add(1, std::memory_order_release);
+        if (w) {
+          order->at(s, it).store(1, std::memory_order_release);
+          w->comp.done.fetch_add(1, std::memory_order_release);
+        }
       }
     }
   }
@@ -472,7 +495,7 @@ void gemm_one(const GemmKernel<T>& kr, const Problem<T>& P) {
   T* bp = tl_bpack.get<T>(bpanel_size(kr, pl));
   T* const panels[2] = {bp, bp};
   int64_t step = 0, prev[2] = {0, 0};
-  gemm_packed(kr, pl, P, panels, nullptr, step, prev);
+  gemm_packed(kr, pl, P, panels, nullptr, nullptr, step, prev);
 }
 
 // ---------------------------------------------------------------- batch driver
@@ -534,10 +557,16 @@ void gemm_typed(const View& A, const View& B, const View& C, double alpha, doubl
   const Plan pl = make_plan(kr, base, nt);
   const size_t psz = bpanel_size(kr, pl);
   T* const panels[2] = {tl_shared[0].get<T>(psz), tl_shared[1].get<T>(psz)};
-  std::unique_ptr<StepWork[]> work(new StepWork[static_cast<size_t>(count_steps(pl, N, K) * batch)]);
+  const int64_t nsteps = count_steps(pl, base.N, base.K) * batch;
+  std::unique_ptr<StepWork[]> work(new StepWork[static_cast<size_t>(nsteps)]);
+  // Blocks per step: the widest panel (the first) has the most column groups.
+  const int64_t nrb = ((base.M + kr.mr - 1) / kr.mr + pl.rb - 1) / pl.rb;
+  BlockOrder order;
+  order.stride = nrb * column_groups(pl, nrb, (std::min(pl.nc, base.N) + kr.nr - 1) / kr.nr);
+  order.done.reset(new std::atomic<uint8_t>[static_cast<size_t>(nsteps * order.stride)]());
   parallel_run(nt, [&](int, int) {
     int64_t step = 0, prev[2] = {0, 0};
-    for (int64_t i = 0; i < batch; ++i) gemm_packed(kr, pl, problem_at(i), panels, work.get(), step, prev);
+    for (int64_t i = 0; i < batch; ++i) gemm_packed(kr, pl, problem_at(i), panels, work.get(), &order, step, prev);
   });
 }
 
