@@ -101,12 +101,13 @@ export abstract class Module {
    */
   loadStateDict(sd: Record<string, Tensor> | Map<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
     const strict = opts.strict ?? true;
+    // Maps only: a plain-object lookup would find 'constructor' or '__proto__' on the prototype.
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
-    const own = this.stateDict();
-    const missingKeys = Object.keys(own).filter((k) => !src.has(k));
-    const unexpectedKeys = [...src.keys()].filter((k) => !(k in own));
+    const own = new Map(Object.entries(this.stateDict()));
+    const missingKeys = [...own.keys()].filter((k) => !src.has(k));
+    const unexpectedKeys = [...src.keys()].filter((k) => !own.has(k));
     const mismatched: string[] = [];
-    for (const [k, t] of Object.entries(own)) {
+    for (const [k, t] of own) {
       const v = src.get(k);
       if (v && fmt(v.shape) !== fmt(t.shape)) mismatched.push(`${k}: checkpoint ${fmt(v.shape)} vs model ${fmt(t.shape)}`);
     }
@@ -116,7 +117,7 @@ export abstract class Module {
     if (strict && unexpectedKeys.length) problems.push(`unexpected keys: ${unexpectedKeys.join(', ')}`);
     if (problems.length) throw new Error(`nodegrad: loadStateDict: ${problems.join('. ')}`);
     noGrad(() => {
-      for (const [k, t] of Object.entries(own)) {
+      for (const [k, t] of own) {
         const v = src.get(k);
         if (v) t.copy_(v);
       }

@@ -49,6 +49,20 @@ describe('nn.Module', () => {
     expect(() => net.loadStateDict(bad, { strict: false })).toThrow(/size mismatch for fc1.weight: checkpoint \[3,3\] vs model \[8,4\]/);
   });
 
+  test('loadStateDict in strict mode reports unexpected keys named like Object.prototype members', () => {
+    const net = new Net();
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      const m = new Map(Object.entries(net.stateDict()));
+      m.set(name, ng.zeros([1]));
+      expect(() => net.loadStateDict(m)).toThrow(new RegExp(`unexpected keys: ${name}`));
+      expect(net.loadStateDict(m, { strict: false }).unexpectedKeys).toEqual([name]);
+    }
+    // a plain object with an own '__proto__' key, as JSON.parse makes one
+    const obj = { ...net.stateDict() } as Record<string, ng.Tensor>;
+    Object.defineProperty(obj, '__proto__', { value: ng.zeros([1]), enumerable: true, configurable: true, writable: true });
+    expect(() => net.loadStateDict(obj)).toThrow(/unexpected keys: __proto__/);
+  });
+
   test('train/eval toggles every submodule; apply visits all', () => {
     const net = new Net();
     net.eval();
