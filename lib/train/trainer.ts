@@ -102,6 +102,48 @@ function defaultLoss(model: TrainableModel, b: Batch): Tensor {
   return loss;
 }
 
+interface TrainerState {
+  step: number; bestValLoss: number | null; badEvals: number; rng: { seed: number; offset: number };
+  trainSampler: unknown; valSampler: unknown; optimizer: object; losses: number[];
+}
+
+/** Checks every field of a parsed trainer.json before anything is restored from it. */
+function checkTrainerState(raw: unknown, file: string): TrainerState {
+  const bad = (field: string, what: string, got: unknown): Error =>
+    new Error(`nodegrad: Trainer.resume: field "${field}" of ${file} ${what} (got ${got === undefined ? 'nothing: the field is missing' : JSON.stringify(got) ?? String(got)})`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new Error(`nodegrad: Trainer.resume: ${file} must hold a JSON object (got ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)})`);
+  }
+  const o = raw as Record<string, unknown>;
+  const has = (k: string): boolean => Object.hasOwn(o, k);
+  const count = (k: string, v: unknown, field = k): number => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(field, 'must be a non-negative integer', v);
+    return v;
+  };
+  const step = count('step', o.step);
+  const badEvals = count('badEvals', o.badEvals);
+  const best = o.bestValLoss;
+  if (!has('bestValLoss') || (best !== null && (typeof best !== 'number' || !Number.isFinite(best)))) {
+    throw bad('bestValLoss', 'must be a finite number or null', best);
+  }
+  const rng = o.rng as Record<string, unknown> | null | undefined;
+  if (rng === null || typeof rng !== 'object' || Array.isArray(rng)) throw bad('rng', 'must be an object { seed, offset }', rng);
+  const seed = count('rng', rng.seed, 'rng.seed');
+  const offset = count('rng', rng.offset, 'rng.offset');
+  for (const k of ['trainSampler', 'valSampler']) if (!has(k)) throw bad(k, 'must be a sampler state or null', undefined);
+  const opt = o.optimizer;
+  if (opt === null || typeof opt !== 'object' || Array.isArray(opt)) throw bad('optimizer', 'must be an optimizer state object', opt);
+  const losses = o.losses;
+  // JSON writes a NaN loss (a diverged step) as null
+  if (!Array.isArray(losses)) throw bad('losses', 'must be an array of numbers', losses);
+  const i = losses.findIndex((l) => l !== null && (typeof l !== 'number' || !Number.isFinite(l)));
+  if (i >= 0) throw bad(`losses[${i}]`, 'must be a number', losses[i]);
+  return {
+    step, badEvals, bestValLoss: best as number | null, rng: { seed, offset },
+    trainSampler: o.trainSampler, valSampler: o.valSampler, optimizer: opt, losses: losses.map((l) => (l === null ? NaN : l as number)),
+  };
+}
+
 export class Trainer {
   step = 0;
   bestValLoss: number | null = null;
@@ -273,7 +315,9 @@ export class Trainer {
         const ckptDue = Boolean(o.checkpointDir && o.checkpointInterval && this.step % o.checkpointInterval === 0);
         if (!deferred || this.step % logEvery === 0 || this.step === o.maxSteps || evalDue || ckptDue) {
           while (pending.length && !stoppedEarly) if (!(await report(pending.shift()!))) stoppedEarly = true;
-          if (stoppedEarly) break;
+          // A stop asked for at an evaluation step still runs (and checkpoints) that step's
+          // evaluation, so a run resumed from here has the history of an uninterrupted one.
+          if (stoppedEarly && !evalDue) break;
         }
         if (evalDue) {
           const loss = lastLoss;
@@ -292,6 +336,7 @@ export class Trainer {
             stoppedEarly = true;
             break;
           }
+          if (stoppedEarly) break;
         }
         if (ckptDue) await this.saveCheckpoint(o.checkpointDir!);
         // let timers, I/O and signals run between steps
@@ -334,23 +379,25 @@ export class Trainer {
   async resume(dir: string): Promise<void> {
     const d = await resolveCheckpointDir(dir);
     const { model, optimizer, train } = this.opts;
-    let state: Record<string, unknown>;
+    const file = path.join(d, 'trainer.json');
+    let raw: unknown;
     try {
-      state = JSON.parse(await readFile(path.join(d, 'trainer.json'), 'utf8')) as Record<string, unknown>;
+      raw = JSON.parse(await readFile(file, 'utf8'));
     } catch (e) {
-      throw new Error(`nodegrad: Trainer.resume: cannot read ${path.join(d, 'trainer.json')}: ${(e as Error).message}`);
+      throw new Error(`nodegrad: Trainer.resume: cannot read ${file}: ${(e as Error).message}`);
     }
+    const state = checkTrainerState(raw, file);
     const { tensors: modelTensors } = await loadSafetensors(path.join(d, 'model.safetensors'));
     model.loadStateDict(modelTensors);
     for (const t of modelTensors.values()) t.dispose();
     const { tensors: optTensors } = await loadSafetensors(path.join(d, 'optimizer.safetensors'));
     optimizer.loadStateDict(joinTensors(state.optimizer, optTensors) as never);
     for (const t of optTensors.values()) t.dispose();
-    this.step = state.step as number;
-    this.bestValLoss = state.bestValLoss as number | null;
-    this.badEvals = state.badEvals as number;
-    this.losses.splice(0, this.losses.length, ...((state.losses as number[]) ?? []));
-    setRngState(state.rng as { seed: number; offset: number });
+    this.step = state.step;
+    this.bestValLoss = state.bestValLoss;
+    this.badEvals = state.badEvals;
+    this.losses.splice(0, this.losses.length, ...state.losses);
+    setRngState(state.rng);
     if (state.trainSampler !== null && train.setState) train.setState(state.trainSampler);
     if (state.valSampler !== null && this.opts.val?.setState) this.opts.val.setState(state.valSampler);
   }

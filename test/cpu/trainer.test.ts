@@ -90,6 +90,70 @@ describe('train.Trainer', () => {
     expect(r2.steps).toBe(8);
   });
 
+  test('a stop asked for by onStep at an evaluation step runs that evaluation first, so a resumed run matches an uninterrupted one', async () => {
+    const evals = (t: Trainer, into: number[][]) => { t.opts.onEval = (e) => { into.push([e.step, e.valLoss]); }; };
+    const refEvals: number[][] = [];
+    const full = setup(6, undefined, 12);
+    evals(full.trainer, refEvals);
+    const ref = await full.trainer.fit();
+
+    const ckpt = path.join(await tmp(), 'ckpt');
+    const got: number[][] = [];
+    const part = setup(6, ckpt, 12);
+    evals(part.trainer, got);
+    part.trainer.opts.onStep = (m) => (m.step >= 8 ? false : undefined); // step 8 is an evaluation step
+    const r1 = await part.trainer.fit();
+    expect(r1.steps).toBe(8);
+    expect(r1.stoppedEarly).toBe(true);
+    expect(got.map(([s]) => s)).toEqual([4, 8]);
+
+    const resumed = setup(99, undefined, 12);
+    evals(resumed.trainer, got);
+    await resumed.trainer.resume(ckpt);
+    const r2 = await resumed.trainer.fit();
+    expect(got).toEqual(refEvals);
+    expect(r2.bestValLoss).toBe(ref.bestValLoss);
+    expect(r2.losses).toEqual(ref.losses);
+  });
+
+  test('resume rejects a trainer.json with a bad or missing field, naming the file and the field', async () => {
+    const ckpt = path.join(await tmp(), 'ckpt');
+    await setup(2, ckpt, 2).trainer.fit();
+    const file = path.join(ckpt, 'trainer.json');
+    const good = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ step: -50 }, /field "step" of .*trainer\.json must be a non-negative integer \(got -50\)/],
+      [{ step: 2.5 }, /field "step" of .*trainer\.json must be a non-negative integer \(got 2\.5\)/],
+      [{ step: null }, /field "step" .* must be a non-negative integer \(got null\)/], // a NaN step, as JSON writes it
+      [{ step: '3' }, /field "step" .* must be a non-negative integer \(got "3"\)/],
+      [{ step: undefined }, /field "step" .* \(got nothing: the field is missing\)/],
+      [{ badEvals: -1 }, /field "badEvals" .* must be a non-negative integer/],
+      [{ bestValLoss: 'low' }, /field "bestValLoss" .* must be a finite number or null \(got "low"\)/],
+      [{ bestValLoss: undefined }, /field "bestValLoss" .* the field is missing/],
+      [{ rng: 'x' }, /field "rng" .* must be an object/],
+      [{ rng: { seed: 1, offset: -4 } }, /field "rng\.offset" .* must be a non-negative integer \(got -4\)/],
+      [{ optimizer: [] }, /field "optimizer" .* must be an optimizer state object/],
+      [{ losses: {} }, /field "losses" .* must be an array of numbers/],
+      [{ losses: [1, 'x'] }, /field "losses\[1\]" .* must be a number \(got "x"\)/],
+      [{ trainSampler: undefined }, /field "trainSampler" .* the field is missing/],
+    ];
+    const { writeFile } = await import('node:fs/promises');
+    for (const [patch, re] of cases) {
+      const bad = { ...good, ...patch };
+      for (const [k, v] of Object.entries(patch)) if (v === undefined) delete bad[k];
+      await writeFile(file, JSON.stringify(bad));
+      const t = setup(2).trainer;
+      await expect(t.resume(ckpt)).rejects.toThrow(re);
+      expect(t.step).toBe(0);
+    }
+    await writeFile(file, '[1]');
+    await expect(setup(2).trainer.resume(ckpt)).rejects.toThrow(/nodegrad: Trainer\.resume: .*trainer\.json must hold a JSON object \(got an array\)/);
+    await writeFile(file, JSON.stringify(good));
+    const t = setup(2).trainer;
+    await t.resume(ckpt);
+    expect(t.step).toBe(2);
+  });
+
   test('gradient accumulation over k micro-batches equals one step on the k-times larger batch', () => {
     ng.manualSeed(9);
     const a = new models.GPT({ ...cfg, dropout: 0 });
