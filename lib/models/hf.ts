@@ -10,7 +10,7 @@
 // tensors are then read one at a time, so a checkpoint is never held in memory twice.
 // Export applies the rules backwards and writes HF's names, leaving out tied tensors as
 // transformers' save_pretrained does.
-import { access, readdir, readFile, type FileHandle } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noGrad } from '../autograd.js';
 import { zeros } from '../ops/creation.js';
@@ -19,7 +19,7 @@ import { contiguous } from '../ops/shape.js';
 import { fmt } from '../ops/util.js';
 import type { Tensor } from '../tensor.js';
 import type { Module } from '../nn/module.js';
-import { writeDirAtomic, type FileContents } from '../io/atomic.js';
+import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { openSafetensors, safetensorsWriter, type SafetensorsReader } from '../io/safetensors.js';
 import {
   BertForMaskedLM, BertForSequenceClassification, BertModel, type BertActivation, type BertConfig, type ProblemType,
@@ -365,6 +365,7 @@ async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void
 
 /** A Hugging Face GPT-2 directory (GPT2LMHeadModel or GPT2Model weights) as a GPT, in eval mode. */
 export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
+  dir = await resolveCheckpointDir(dir, { missingOk: true }); // finishes a save that was interrupted
   const hf = await loadHFConfig(dir);
   if (hf.modelType !== 'gpt2') throw new Error(`nodegrad: GPT.fromPretrained: ${dir} holds a ${hf.modelType} model, not gpt2`);
   const config = hf.config;
@@ -377,6 +378,7 @@ export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
 /** A Hugging Face BERT directory as one of our BERT classes, in eval mode. */
 export async function loadBertPretrained(dir: string, arch: BertArchitecture, opts: BertPretrainedOptions = {}):
   Promise<BertModel | BertForSequenceClassification | BertForMaskedLM> {
+  dir = await resolveCheckpointDir(dir, { missingOk: true });
   const hf = await loadHFConfig(dir);
   if (hf.modelType !== 'bert') throw new Error(`nodegrad: ${arch}.fromPretrained: ${dir} holds a ${hf.modelType} model, not bert`);
   const config: BertConfig = { ...hf.config };
@@ -395,21 +397,6 @@ export async function loadBertPretrained(dir: string, arch: BertArchitecture, op
 
 /** Weight files of an earlier save, which a new save replaces rather than keeps. */
 const WEIGHT_FILE = /^(model.*\.safetensors|model\.safetensors\.index\.json|pytorch_model.*\.bin|pytorch_model\.bin\.index\.json)$/;
-
-/**
- * The plain files already in dir that a save does not write (tokenizer files and the like):
- * writeDirAtomic replaces the whole directory, so they are copied into the new one.
- */
-async function otherFiles(dir: string): Promise<Record<string, FileContents>> {
-  let names: string[];
-  try {
-    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
-  } catch {
-    return {};
-  }
-  const keep = names.filter((n) => n !== 'config.json' && !WEIGHT_FILE.test(n));
-  return Object.fromEntries(keep.map((n) => [n, async (fh: FileHandle) => { await fh.writeFile(await readFile(path.join(dir, n))); }]));
-}
 
 async function saveWeights(model: Module, dir: string, plan: Plan, config: Raw, opts: SavePretrainedOptions): Promise<void> {
   const dtype = opts.dtype ?? 'float32';
@@ -446,12 +433,13 @@ async function saveWeights(model: Module, dir: string, plan: Plan, config: Raw, 
     });
     // float32 is transformers' default; a half-precision export says what it holds
     if (dtype !== 'float32') config = { ...config, torch_dtype: dtype };
+    // Only the files of this save change; the directory's other files (tokenizer files and
+    // the like) stay, and weight files of an earlier save go in the same commit.
     await writeDirAtomic(dir, {
-      ...(await otherFiles(dir)),
       ...opts.extraFiles,
       'config.json': `${JSON.stringify(config, null, 2)}\n`,
       'model.safetensors': safetensorsWriter(out, { format: 'pt' }),
-    });
+    }, { remove: (n) => WEIGHT_FILE.test(n) });
   } finally {
     for (const t of temps) t.dispose();
   }

@@ -260,8 +260,11 @@ describe('atomic writes', () => {
     expect(leftovers(dir, path.basename(d))).toEqual([]);
 
     await writeDirAtomic(d, { 'model.safetensors': serializeSafetensors({ w: ng.tensor([3]) }), 'config.json': '{"n":3}' });
+    // files the save does not name are kept, unless it says to remove them
+    expect(readdirSync(d).sort()).toEqual(['config.json', 'extra.txt', 'model.safetensors']);
+    await writeDirAtomic(d, { 'config.json': '{"n":4}' }, { remove: ['extra.txt', 'config.json'] });
     expect(readdirSync(d).sort()).toEqual(['config.json', 'model.safetensors']);
-    expect(readFileSync(path.join(d, 'config.json'), 'utf8')).toBe('{"n":3}');
+    expect(readFileSync(path.join(d, 'config.json'), 'utf8')).toBe('{"n":4}');
     expect(leftovers(dir, path.basename(d))).toEqual([]);
     expect(await resolveCheckpointDir(d)).toBe(d);
   });
