@@ -5,4 +5,4 @@ export {
 } from './safetensors.js';
 export type { SafetensorsDType, SafetensorsEntry, LoadOptions, TensorDict } from './safetensors.js';
 export { writeFileAtomic, writeDirAtomic, resolveCheckpointDir } from './atomic.js';
-export type { WriteFn, FileContents } from './atomic.js';
+export type { WriteFn, FileContents, WriteDirOptions, ResolveOptions } from './atomic.js';
