@@ -3,6 +3,7 @@ export { relu, gelu, silu, sigmoid, tanh, leakyRelu } from '../ops/elementwise.j
 export { softmax, logSoftmax } from '../ops/softmax.js';
 export { matmul, linear } from '../ops/matmul.js';
 export { layerNorm, addLayerNorm } from '../ops/layernorm.js';
+export { rmsNorm, addRmsNorm, rotaryEmbedding, rotaryEmbedding_, swiglu } from '../ops/llama.js';
 export { embedding } from '../ops/embedding.js';
 export { dropout } from '../ops/dropout.js';
 export { crossEntropy, mseLoss, binaryCrossEntropyWithLogits, nllLoss } from '../ops/loss.js';

@@ -7,7 +7,7 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import { nextRandom } from '../random.js';
 import type { Tensor } from '../tensor.js';
-import { add, cast, eq, gt, logicalNot, maskedFill, mul } from './elementwise.js';
+import { add, cast, eq, gt, logicalAnd, logicalNot, maskedFill, mul } from './elementwise.js';
 import { arange } from './creation.js';
 import { matmul } from './matmul.js';
 import { softmax } from './softmax.js';
@@ -38,6 +38,16 @@ export interface ScaledDotProductAttentionOptions {
   dropoutP?: number;
   /** Score scale; 1 / sqrt(D) by default. */
   scale?: number | null;
+  /**
+   * Grouped-query attention (PyTorch's enable_gqa): k and v have Hkv heads (dim -3), q has
+   * Hq, a multiple of Hkv; query head h reads kv head floor(h / (Hq / Hkv)).
+   */
+  enableGqa?: boolean;
+  /**
+   * Mistral's sliding window: query i sees only keys j > i - slidingWindow (positions
+   * top-left aligned, as isCausal); with isCausal, i - W < j <= i.
+   */
+  slidingWindow?: number | null;
 }
 
 const OP = 'scaledDotProductAttention';
@@ -118,9 +128,12 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const [Tv, Dv] = v.shape.slice(-2);
   if (Dk !== D) throw err(`q and k must have the same last dim (got shapes ${fmt(q.shape)} and ${fmt(k.shape)})`);
   if (Tv !== Tk) throw err(`k and v must have the same length (dim -2) (got shapes ${fmt(k.shape)} and ${fmt(v.shape)})`);
+  const gqa = gqaGroup(q, k, v, opts.enableGqa ?? false);
+  // with GQA, k and v broadcast as if their heads were repeated to q's
+  const kvLead = (t: Tensor): number[] => t.shape.slice(0, -3).concat(gqa > 1 ? [t.shape[t.ndim - 3] * gqa] : t.shape.slice(-3, -2));
   let lead: number[];
   try {
-    lead = broadcastShapes(broadcastShapes(q.shape.slice(0, -2), k.shape.slice(0, -2), OP), v.shape.slice(0, -2), OP);
+    lead = broadcastShapes(broadcastShapes(q.shape.slice(0, -2), kvLead(k), OP), kvLead(v), OP);
   } catch {
     throw err(`leading dims of q, k and v do not broadcast (got shapes ${fmt(q.shape)}, ${fmt(k.shape)} and ${fmt(v.shape)})`);
   }
@@ -137,6 +150,29 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }
   const isCausal = opts.isCausal ?? false;
   if (typeof isCausal !== 'boolean') throw err(`isCausal must be a boolean (got ${String(isCausal)})`);
+  const window = opts.slidingWindow ?? null;
+  if (window !== null && (!Number.isSafeInteger(window) || window < 1)) {
+    throw err(`slidingWindow must be a positive integer (got ${String(window)})`);
+  }
+  if (gqa > 1 || window !== null) {
+    // (composed for now: K/V repeated per query head, the window as a bool mask)
+    const rep = (t: Tensor): Tensor => {
+      if (gqa === 1) return t;
+      const s = t.shape, n = s.length;
+      const e = expand(reshape(t, [...s.slice(0, n - 2), 1, s[n - 2], s[n - 1]]), [...s.slice(0, n - 2), gqa, s[n - 2], s[n - 1]]);
+      return reshape(e, [...s.slice(0, n - 3), s[n - 3] * gqa, s[n - 2], s[n - 1]]);
+    };
+    let wm: Tensor | null = null;
+    if (window !== null) {
+      const qi = reshape(arange(0, Tq, 1, { device }), [Tq, 1]);
+      const kj = reshape(arange(0, Tk, 1, { device }), [1, Tk]);
+      wm = gt(add(kj, window), qi);
+      if (mask !== null) {
+        wm = mask.dtype === 'bool' ? logicalAnd(wm, mask) : maskedFill(cast(mask, dt), logicalNot(wm), -Infinity);
+      }
+    }
+    return scaledDotProductAttention(q, rep(k), rep(v), { ...opts, enableGqa: false, slidingWindow: null, attnMask: wm ?? mask });
+  }
   const p = opts.dropoutP ?? 0;
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw err(`dropoutP must be in [0, 1] (got ${String(p)})`);
   const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
@@ -180,9 +216,27 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
         arg(gc), dq.storage.data, dk.storage.data, dv.storage.data, dmask ? dmask.storage.data : null,
         dims, scale, isCausal, ...maskArgs(), p, seed, offset, layout);
       return [dq, dk, dv, dmask && m ? sumToShape(dmask, m.shape) : null];
-    });
+    }, [qc, kc, vc, out, lse, m]);
   }
   return out;
+}
+
+/**
+ * The kv-head group size (Hq / Hkv) for enableGqa, 1 without it; throws unless q, k and
+ * v have a head dim (dim -3) and Hq is a multiple of Hkv.
+ */
+function gqaGroup(q: Tensor, k: Tensor, v: Tensor, enable: boolean): number {
+  if (typeof enable !== 'boolean') throw err(`enableGqa must be a boolean (got ${String(enable)})`);
+  if (!enable) return 1;
+  if (q.ndim < 3 || k.ndim < 3 || v.ndim < 3) {
+    throw err(`enableGqa needs q, k and v of at least 3 dims [..., H, T, D] (got shapes ${fmt(q.shape)}, ${fmt(k.shape)} and ${fmt(v.shape)})`);
+  }
+  const Hq = q.shape[q.ndim - 3], Hk = k.shape[k.ndim - 3], Hv = v.shape[v.ndim - 3];
+  if (Hk !== Hv || Hk === 0 || Hq % Hk !== 0) {
+    throw err(`enableGqa needs k and v with the same number of heads, dividing q's (got shapes ${fmt(q.shape)}, ` +
+      `${fmt(k.shape)} and ${fmt(v.shape)}; expected Hq a multiple of Hkv)`);
+  }
+  return Hq / Hk;
 }
 
 /** Largest score matrix (elements) the composed CUDA float32/float64 path materialises. */
