@@ -22,6 +22,12 @@ latency percentiles, tokens/s, queue depth and batch sizes.
   --queue N                requests that may wait for a slot; beyond that 429 (default 64)
   --timeout-ms N           per-request limit, queueing included; then 504 (default 30000)
   --max-body SIZE          request body limit, e.g. 1mb, 64kb (default 1mb); then 413
+  --headers-timeout-ms N   time a client has to send the request headers; then 408 and the
+                           connection is closed (default 10000)
+  --body-timeout-ms N      time a client has to send the body once the headers are in; then
+                           408 and the connection is closed (default 30000)
+  --max-connections N      open connections served at once; one more is answered 503 and
+                           closed (default 256)
   --threads N              CPU threads for the kernels (default: all cores)
   --workers N              worker threads, each with its own copy of the model (default 1)
   --max-new-tokens N       tokens generated when a request does not say (default 32)
@@ -48,7 +54,8 @@ function parseFlags(argv: string[]): { help: boolean; options: ServerOptions } {
       args: argv, strict: true, allowPositionals: false,
       options: {
         model: s, port: s, host: s, 'max-batch': s, 'batch-window-ms': s, queue: s, 'timeout-ms': s, 'max-body': s,
-        threads: s, workers: s, 'max-new-tokens': s, help: { type: 'boolean', short: 'h' },
+        threads: s, workers: s, 'max-new-tokens': s, 'headers-timeout-ms': s, 'body-timeout-ms': s, 'max-connections': s,
+        help: { type: 'boolean', short: 'h' },
       },
     }).values;
   } catch (e) {
@@ -67,6 +74,9 @@ function parseFlags(argv: string[]): { help: boolean; options: ServerOptions } {
       queueSize: intFlag(str('queue'), 'queue', 1), timeoutMs: intFlag(str('timeout-ms'), 'timeout-ms', 1),
       maxBody: str('max-body'), threads: intFlag(str('threads'), 'threads', 1), workers: intFlag(str('workers'), 'workers', 1),
       defaultMaxNewTokens: intFlag(str('max-new-tokens'), 'max-new-tokens', 1),
+      headersTimeoutMs: intFlag(str('headers-timeout-ms'), 'headers-timeout-ms', 1),
+      bodyTimeoutMs: intFlag(str('body-timeout-ms'), 'body-timeout-ms', 1),
+      maxConnections: intFlag(str('max-connections'), 'max-connections', 1),
     },
   };
 }

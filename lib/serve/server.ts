@@ -4,14 +4,15 @@
 //   GET  /health, GET /metrics[?format=prometheus]
 // Requests are validated and tokenized here; the model runs in worker threads behind the
 // batchers, so this thread only parses, schedules and writes responses. Failure modes
-// each have a status: 400 invalid body, 404 unknown route, 405 wrong method, 413 body too
-// large, 415 not JSON, 429 queue full, 503 shutting down, 504 timed out; a client that
+// each have a status: 400 invalid body, 404 unknown route, 405 wrong method, 408 headers or
+// body not received in time, 413 body too large, 415 not JSON (or not UTF-8), 429 queue
+// full, 503 shutting down or too many connections, 504 timed out; a client that
 // disconnects has its generation stopped.
 import http from 'node:http';
 import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { CharTokenizer, tokenizerFromJSON } from '../data/tokenizers.js';
 import { resolveCheckpointDir } from '../io/atomic.js';
 import { setNumThreads } from '../info.js';
@@ -43,6 +44,12 @@ export interface ServerOptions {
   workers?: number;
   /** maxNewTokens when a request gives none (capped by the room left in the context). Default 32. */
   defaultMaxNewTokens?: number;
+  /** Time a client has to send a request's headers, from the connection or the request's start; then 408 and closed. Default 10 s. */
+  headersTimeoutMs?: number;
+  /** Time a client has to send a request's body once its headers are in; then 408 and closed. Default 30 s. */
+  bodyTimeoutMs?: number;
+  /** Open connections served at once; a connection beyond it gets 503 and is closed. Default 256. */
+  maxConnections?: number;
 }
 
 interface TextTokenizer { encode(text: string): number[]; decode(ids: ArrayLike<number>): string }
@@ -108,6 +115,9 @@ function errorBody(e: HttpError): unknown {
   return { error: { status: e.status, message: e.message, ...(e.field ? { field: e.field } : {}) } };
 }
 
+/** Body charsets read as they are: JSON is UTF-8 (RFC 8259), and ASCII is a subset of it. */
+const CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii']);
+
 export class InferenceServer {
   readonly metrics: Metrics;
   private readonly opts: Required<Omit<ServerOptions, 'modelDir' | 'classifier' | 'threads' | 'maxBody'>> & { maxBodyBytes: number };
@@ -120,6 +130,9 @@ export class InferenceServer {
   private closing = false;
   private closed: Promise<void> | null = null;
   private readonly inflight = new Set<http.ServerResponse>();
+  private readonly sockets = new Set<Socket>();
+  /** Connections admit() answered with 503: a request parsed on one is not served. */
+  private readonly refused = new WeakSet<Socket>();
 
   constructor(private readonly options: ServerOptions) {
     const o = options;
@@ -134,6 +147,8 @@ export class InferenceServer {
       maxBatch: posInt(o.maxBatch, 'maxBatch', 8), batchWindowMs: posInt(o.batchWindowMs, 'batchWindowMs', 5, 0),
       queueSize: posInt(o.queueSize, 'queueSize', 64), timeoutMs: posInt(o.timeoutMs, 'timeoutMs', 30_000),
       workers: posInt(o.workers, 'workers', 1), defaultMaxNewTokens: posInt(o.defaultMaxNewTokens, 'defaultMaxNewTokens', 32),
+      headersTimeoutMs: posInt(o.headersTimeoutMs, 'headersTimeoutMs', 10_000), bodyTimeoutMs: posInt(o.bodyTimeoutMs, 'bodyTimeoutMs', 30_000),
+      maxConnections: posInt(o.maxConnections, 'maxConnections', 256),
       maxBodyBytes: parseByteSize(o.maxBody ?? '1mb'),
     };
     if (o.threads !== undefined) posInt(o.threads, 'threads', 1);
@@ -142,9 +157,36 @@ export class InferenceServer {
       activeRows: (this.gen?.activeRows ?? 0) + (this.cls?.activeRows ?? 0), engineRows: this.gen?.engineRows ?? 0,
       workers: this.engines.length,
     }), () => this.modelSummary());
-    // a client gets at most timeoutMs to send its request (slow senders are cut off with 408)
-    const requestTimeout = Math.max(this.opts.timeoutMs, 1000);
-    this.http = http.createServer({ requestTimeout, headersTimeout: Math.min(60_000, requestTimeout) }, (req, res) => { void this.handle(req, res); });
+    // Slow senders are cut off with 408: Node checks headersTimeout every
+    // connectionsCheckingInterval (30 s unless set), so the check runs several times per
+    // timeout. readJSON times the body itself (with a JSON answer); requestTimeout is only
+    // the backstop behind it.
+    const { headersTimeoutMs, bodyTimeoutMs } = this.opts;
+    this.http = http.createServer({
+      headersTimeout: headersTimeoutMs, requestTimeout: headersTimeoutMs + bodyTimeoutMs + 1000,
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
+    }, (req, res) => { void this.handle(req, res); });
+    this.http.on('connection', (socket: Socket) => this.admit(socket));
+  }
+
+  /** Open connections being served (those turned away with 503 are not counted). */
+  get openConnections(): number { return this.sockets.size; }
+
+  /** Counts a new connection, or answers it 503 and closes it when maxConnections are open. */
+  private admit(socket: Socket): void {
+    if (this.sockets.size < this.opts.maxConnections) {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      return;
+    }
+    this.refused.add(socket);
+    this.metrics.request('connection', 503, 0);
+    const body = JSON.stringify(errorBody(new HttpError(503, `too many connections (the limit is ${this.opts.maxConnections}); retry later`)));
+    socket.on('error', () => undefined);
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Retry-After: 1\r\nConnection: close\r\n\r\n${body}`);
+    // a client that does not close its side is not waited for
+    setTimeout(() => socket.destroy(), 1000).unref();
   }
 
   private modelSummary(): Record<string, unknown> {
@@ -218,6 +260,10 @@ export class InferenceServer {
   // ---- request handling ----------------------------------------------------------------
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.refused.has(req.socket)) {
+      req.socket.destroy(); // already answered 503 by admit()
+      return;
+    }
     const t0 = performance.now();
     let url: URL;
     try {
@@ -277,8 +323,19 @@ export class InferenceServer {
       req.resume();
       return Promise.reject(new HttpError(415, `Content-Type must be application/json (got ${type})`));
     }
+    const charset = type === undefined ? undefined : /;\s*charset\s*=\s*"?([^";\s]*)"?/i.exec(type)?.[1];
+    if (charset !== undefined && !CHARSETS.has(charset.toLowerCase())) {
+      req.resume();
+      return Promise.reject(new HttpError(415, `Content-Type charset must be utf-8 (got ${JSON.stringify(charset)} in ${type}); send the JSON as UTF-8`));
+    }
     const tooLarge = (): HttpError => new HttpError(413, `body: larger than the limit of ${limit} bytes`, 'body', { Connection: 'close' });
-    return new Promise((resolve, reject) => {
+    const ms = this.opts.bodyTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const body = new Promise<unknown>((resolve, reject) => {
+      timer = setTimeout(() => {
+        reject(new HttpError(408, `body: not received within ${ms} ms`, 'body', { Connection: 'close' }));
+        req.pause();
+      }, ms);
       if (Number(req.headers['content-length']) > limit) {
         req.resume();   // discard the rest; the connection closes after the answer
         reject(tooLarge());
@@ -308,6 +365,7 @@ export class InferenceServer {
         }
       });
     });
+    return body.finally(() => clearTimeout(timer));
   }
 
   /** Stops a running request when the client goes away or the deadline passes. */

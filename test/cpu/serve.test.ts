@@ -330,6 +330,115 @@ describe('nodegrad serve: limits', () => {
   });
 });
 
+describe('nodegrad serve: encodings, slow clients and the connection cap', () => {
+  const classifier = { classify: (texts: string[]): Classification[] => texts.map(() => ({ label: 'x', probabilities: { x: 1 } })) };
+
+  /** Opens a raw connection, lets `talk` write to it, and collects what comes back until the server closes it (or `ms` pass). */
+  function raw(url: string, talk: (sock: net.Socket) => void, ms = 3000): Promise<{ data: string; closedMs: number | null }> {
+    return new Promise((resolve) => {
+      const t0 = performance.now();
+      let data = '';
+      const sock = net.connect(Number(new URL(url).port), '127.0.0.1', () => talk(sock));
+      const timer = setTimeout(() => { sock.destroy(); resolve({ data, closedMs: null }); }, ms);
+      sock.on('data', (d) => { data += d.toString(); });
+      sock.on('error', () => undefined);
+      sock.on('close', () => { clearTimeout(timer); resolve({ data, closedMs: performance.now() - t0 }); });
+    });
+  }
+
+  test('a body in a charset other than UTF-8 is a 415 with a JSON error', async () => {
+    const server = new InferenceServer({ classifier, port: 0 });
+    const { url } = await server.start();
+    try {
+      const body = JSON.stringify({ texts: ['hi'] });
+      const r = await fetch(`${url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-16' }, body: Buffer.from(body, 'utf16le') });
+      expect(r.status).toBe(415);
+      expect(r.headers.get('content-type')).toMatch(/application\/json/);
+      expect((await json(r)).error).toMatchObject({ status: 415, message: expect.stringMatching(/charset must be utf-8 \(got "utf-16"/) });
+      const latin = await fetch(`${url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'text/plain; charset="ISO-8859-1"' }, body });
+      expect(latin.status).toBe(415);
+      await latin.body?.cancel();
+      for (const type of ['application/json; charset=UTF-8', 'application/json;charset="utf-8"', 'application/json; charset=us-ascii']) {
+        const ok = await fetch(`${url}/v1/classify`, { method: 'POST', headers: { 'content-type': type }, body });
+        expect(ok.status, type).toBe(200);
+        await ok.body?.cancel();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a client that sends its headers or its body too slowly is answered 408 and cut off within the timeout', async () => {
+    const server = new InferenceServer({ classifier, port: 0, headersTimeoutMs: 300, bodyTimeoutMs: 300 });
+    const { url } = await server.start();
+    try {
+      let drip: NodeJS.Timeout | undefined;
+      const headers = await raw(url, (sock) => {
+        sock.write('POST /v1/classify HTTP/1.1\r\nHost: x\r\n');
+        drip = setInterval(() => { if (!sock.destroyed) sock.write('X-Slow: y\r\n'); }, 50); // never ends the headers
+      });
+      clearInterval(drip);
+      expect(headers.closedMs).not.toBeNull();
+      expect(headers.closedMs!).toBeLessThan(1500);
+      expect(headers.data).toMatch(/^HTTP\/1\.1 408/);
+      const idle = await raw(url, () => undefined); // connects and says nothing
+      expect(idle.closedMs).not.toBeNull();
+      expect(idle.closedMs!).toBeLessThan(1500);
+
+      const body = await raw(url, (sock) => sock.write('POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"texts":'));
+      expect(body.closedMs).not.toBeNull();
+      expect(body.closedMs!).toBeLessThan(1500);
+      expect(body.data).toMatch(/^HTTP\/1\.1 408/);
+      const err = JSON.parse(body.data.slice(body.data.indexOf('\r\n\r\n') + 4)) as Json;
+      expect(err.error).toMatchObject({ status: 408, field: 'body', message: 'body: not received within 300 ms' });
+      // a prompt client is served as before
+      expect((await post(`${url}/v1/classify`, { texts: ['a'] })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('connections beyond maxConnections get 503 and are closed; a freed slot serves again', async () => {
+    const server = new InferenceServer({ classifier, port: 0, maxConnections: 2 });
+    const { url } = await server.start();
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        held.push(await new Promise<net.Socket>((resolve) => { const c = net.connect(Number(new URL(url).port), '127.0.0.1', () => resolve(c)); }));
+      }
+      await until('two open connections', async () => server.openConnections === 2);
+      const third = await raw(url, (sock) => sock.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+      expect(third.closedMs).not.toBeNull();
+      expect(third.data).toMatch(/^HTTP\/1\.1 503/);
+      expect(third.data).toMatch(/Retry-After: 1/i);
+      const err = JSON.parse(third.data.slice(third.data.indexOf('\r\n\r\n') + 4)) as Json;
+      expect(err.error).toMatchObject({ status: 503, message: expect.stringMatching(/too many connections \(the limit is 2\)/) });
+      // the held connections still work
+      const answer = await new Promise<string>((resolve) => {
+        held[0].once('data', (d) => resolve(d.toString()));
+        held[0].write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 200/);
+      held.pop()!.destroy();
+      await until('a free slot', async () => server.openConnections === 1);
+      const r = await fetch(`${url}/health`);
+      expect(r.status).toBe(200);
+      await r.text();
+      expect((server.metrics.toJSON().requests as Json).connection).toEqual({ 503: 1 });
+    } finally {
+      for (const c of held) c.destroy();
+      await server.close();
+    }
+  });
+
+  test('the limits are flags of nodegrad serve', async () => {
+    await expect(serveCommand(['--model', dir, '--max-connections', '0'])).rejects.toThrow(/--max-connections must be an integer >= 1 \(got '0'\)/);
+    await expect(serveCommand(['--model', dir, '--headers-timeout-ms', 'x'])).rejects.toThrow(/--headers-timeout-ms must be an integer >= 1/);
+    await expect(serveCommand(['--model', dir, '--body-timeout-ms', '0'])).rejects.toThrow(/--body-timeout-ms must be an integer >= 1 \(got '0'\)/);
+    expect(() => new InferenceServer({ classifier, maxConnections: 0 })).toThrow(/maxConnections must be an integer >= 1 \(got 0\)/);
+  });
+});
+
 describe('nodegrad serve: classification', () => {
   test('/v1/classify batches the texts of concurrent requests through the classifier', async () => {
     const calls: string[][] = [];
