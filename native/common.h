@@ -46,6 +46,12 @@ struct View {
 struct Error : std::runtime_error {
   explicit Error(const std::string& m) : std::runtime_error("nodegrad: " + m) {}
 };
+// A native allocation that failed: the binding reports it as a JS Error
+// ("nodegrad: out of memory allocating N bytes for <op>"), never an abort.
+struct OutOfMemory : Error {
+  OutOfMemory(const char* op, size_t bytes)
+      : Error("out of memory allocating " + std::to_string(bytes) + " bytes for " + op) {}
+};
 
 #define NG_CHECK(cond, msg)                          \
   do {                                               \

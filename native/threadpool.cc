@@ -1,11 +1,15 @@
 // Thread pool: workers sleep on a condition variable; a job is one function called
 // with (tid, nthreads). Jobs are serialised by a mutex: kernels are launched from the
 // JavaScript thread only, one at a time; nested parallel calls run inline.
+// An exception thrown by any thread of a job (a failed scratch allocation, say) is kept
+// and rethrown on the calling thread once every thread has left the job, so the job's
+// stack frame outlives all its users and no exception ever ends a worker thread.
 #include "threadpool.h"
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -57,11 +61,21 @@ class Pool {
     }
     cv_.notify_all();
     in_job_ = true;
-    fn(0, nt);
+    try {
+      fn(0, nt);
+    } catch (...) {
+      keep_error(std::current_exception());
+    }
     in_job_ = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
-    job_ = nullptr;
+    std::exception_ptr err;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return pending_ == 0; });
+      job_ = nullptr;
+      err = error_;
+      error_ = nullptr;
+    }
+    if (err) std::rethrow_exception(err);
   }
 
  private:
@@ -79,12 +93,21 @@ class Pool {
       }
       if (tid < nt) {
         in_job_ = true;
-        (*job)(tid, nt);
+        try {
+          (*job)(tid, nt);
+        } catch (...) {
+          keep_error(std::current_exception());
+        }
         in_job_ = false;
         std::lock_guard<std::mutex> lk(mu_);
         if (--pending_ == 0) done_cv_.notify_one();
       }
     }
+  }
+  // The first exception of a job wins; later ones are dropped.
+  void keep_error(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!error_) error_ = e;
   }
   void stop() {
     {
@@ -105,6 +128,7 @@ class Pool {
   int pending_ = 0;
   uint64_t generation_ = 0;
   bool quit_ = false;
+  std::exception_ptr error_;
   static thread_local bool in_job_;
 };
 thread_local bool Pool::in_job_ = false;

@@ -129,19 +129,20 @@ static Napi::Value AdaptiveAvgPool2d(const Napi::CallbackInfo& info, bool backwa
   return info.Env().Undefined();
 }
 
+static Napi::Value AvgPool2dFwd(const Napi::CallbackInfo& i) { return AvgPool2d(i, false); }
+static Napi::Value AvgPool2dBwd(const Napi::CallbackInfo& i) { return AvgPool2d(i, true); }
+static Napi::Value AdaptiveAvgPool2dFwd(const Napi::CallbackInfo& i) { return AdaptiveAvgPool2d(i, false); }
+static Napi::Value AdaptiveAvgPool2dBwd(const Napi::CallbackInfo& i) { return AdaptiveAvgPool2d(i, true); }
+
 void InitConv(Napi::Env env, Napi::Object exports) {
-  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
-  exports.Set("conv2dBackward", Napi::Function::New(env, Conv2dBackward));
-  exports.Set("maxPool2dForward", Napi::Function::New(env, MaxPool2dForward));
-  exports.Set("maxPool2dBackward", Napi::Function::New(env, MaxPool2dBackward));
-  exports.Set("avgPool2dForward",
-              Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return AvgPool2d(i, false); }));
-  exports.Set("avgPool2dBackward",
-              Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return AvgPool2d(i, true); }));
-  exports.Set("adaptiveAvgPool2dForward",
-              Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return AdaptiveAvgPool2d(i, false); }));
-  exports.Set("adaptiveAvgPool2dBackward",
-              Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return AdaptiveAvgPool2d(i, true); }));
+  NG_EXPORT(exports, env, "conv2dForward", Conv2dForward);
+  NG_EXPORT(exports, env, "conv2dBackward", Conv2dBackward);
+  NG_EXPORT(exports, env, "maxPool2dForward", MaxPool2dForward);
+  NG_EXPORT(exports, env, "maxPool2dBackward", MaxPool2dBackward);
+  NG_EXPORT(exports, env, "avgPool2dForward", AvgPool2dFwd);
+  NG_EXPORT(exports, env, "avgPool2dBackward", AvgPool2dBwd);
+  NG_EXPORT(exports, env, "adaptiveAvgPool2dForward", AdaptiveAvgPool2dFwd);
+  NG_EXPORT(exports, env, "adaptiveAvgPool2dBackward", AdaptiveAvgPool2dBwd);
 }
 
 }  // namespace ng

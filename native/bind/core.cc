@@ -27,10 +27,10 @@ static Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Num
 static Napi::Value Noop(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
 void InitCore(Napi::Env env, Napi::Object exports) {
-  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
-  exports.Set("numThreads", Napi::Function::New(env, NumThreads));
-  exports.Set("noop", Napi::Function::New(env, Noop));
+  NG_EXPORT(exports, env, "cpuInfo", CpuInfo);
+  NG_EXPORT(exports, env, "setNumThreads", SetNumThreads);
+  NG_EXPORT(exports, env, "numThreads", NumThreads);
+  NG_EXPORT(exports, env, "noop", Noop);
 }
 
 }  // namespace ng

@@ -259,20 +259,20 @@ static Napi::Value CudaSetMemoryLimit(const Napi::CallbackInfo& info) {
 #endif  // NG_HAS_CUDA
 
 void InitCuda(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
+  NG_EXPORT(exports, env, "cudaInfo", CudaInfo);
 #if NG_HAS_CUDA
-  exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc));
-  exports.Set("cudaFree", Napi::Function::New(env, CudaFree));
-  exports.Set("cudaView", Napi::Function::New(env, CudaView));
-  exports.Set("cudaUpload", Napi::Function::New(env, CudaUpload));
-  exports.Set("cudaDownload", Napi::Function::New(env, CudaDownload));
-  exports.Set("cudaDownloadAsync", Napi::Function::New(env, CudaDownloadAsync));
-  exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy));
-  exports.Set("cudaSynchronize", Napi::Function::New(env, CudaSynchronize));
-  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats));
-  exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache));
-  exports.Set("cudaResetPeakStats", Napi::Function::New(env, CudaResetPeakStats));
-  exports.Set("cudaSetMemoryLimit", Napi::Function::New(env, CudaSetMemoryLimit));
+  NG_EXPORT(exports, env, "cudaAlloc", CudaAlloc);
+  NG_EXPORT(exports, env, "cudaFree", CudaFree);
+  NG_EXPORT(exports, env, "cudaView", CudaView);
+  NG_EXPORT(exports, env, "cudaUpload", CudaUpload);
+  NG_EXPORT(exports, env, "cudaDownload", CudaDownload);
+  NG_EXPORT(exports, env, "cudaDownloadAsync", CudaDownloadAsync);
+  NG_EXPORT(exports, env, "cudaCopy", CudaCopy);
+  NG_EXPORT(exports, env, "cudaSynchronize", CudaSynchronize);
+  NG_EXPORT(exports, env, "cudaMemoryStats", CudaMemoryStats);
+  NG_EXPORT(exports, env, "cudaEmptyCache", CudaEmptyCache);
+  NG_EXPORT(exports, env, "cudaResetPeakStats", CudaResetPeakStats);
+  NG_EXPORT(exports, env, "cudaSetMemoryLimit", CudaSetMemoryLimit);
 #endif
 }
 

@@ -104,13 +104,13 @@ static Napi::Value Fill(const Napi::CallbackInfo& info) {
 }
 
 void InitElementwise(Napi::Env env, Napi::Object exports) {
-  exports.Set("binary", Napi::Function::New(env, Binary));
-  exports.Set("binaryScalar", Napi::Function::New(env, BinaryScalar));
-  exports.Set("unary", Napi::Function::New(env, Unary));
-  exports.Set("unaryBackward", Napi::Function::New(env, UnaryBackward));
-  exports.Set("where", Napi::Function::New(env, Where));
-  exports.Set("copy", Napi::Function::New(env, Copy));
-  exports.Set("fill", Napi::Function::New(env, Fill));
+  NG_EXPORT(exports, env, "binary", Binary);
+  NG_EXPORT(exports, env, "binaryScalar", BinaryScalar);
+  NG_EXPORT(exports, env, "unary", Unary);
+  NG_EXPORT(exports, env, "unaryBackward", UnaryBackward);
+  NG_EXPORT(exports, env, "where", Where);
+  NG_EXPORT(exports, env, "copy", Copy);
+  NG_EXPORT(exports, env, "fill", Fill);
 }
 
 }  // namespace ng

@@ -54,8 +54,8 @@ static Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 }
 
 void InitEmbedding(Napi::Env env, Napi::Object exports) {
-  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
-  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
+  NG_EXPORT(exports, env, "embeddingForward", EmbeddingForward);
+  NG_EXPORT(exports, env, "embeddingBackward", EmbeddingBackward);
 }
 
 }  // namespace ng

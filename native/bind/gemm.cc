@@ -123,11 +123,11 @@ static Napi::Value SetFloat32MatmulPrecision(const Napi::CallbackInfo& info) {
 }
 
 void InitGemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemm", Napi::Function::New(env, Gemm));
-  exports.Set("gemmOwn", Napi::Function::New(env, GemmOwn));
-  exports.Set("gemmBias", Napi::Function::New(env, GemmBias));
-  exports.Set("cudaGemmBackend", Napi::Function::New(env, CudaGemmBackend));
-  exports.Set("setFloat32MatmulPrecision", Napi::Function::New(env, SetFloat32MatmulPrecision));
+  NG_EXPORT(exports, env, "gemm", Gemm);
+  NG_EXPORT(exports, env, "gemmOwn", GemmOwn);
+  NG_EXPORT(exports, env, "gemmBias", GemmBias);
+  NG_EXPORT(exports, env, "cudaGemmBackend", CudaGemmBackend);
+  NG_EXPORT(exports, env, "setFloat32MatmulPrecision", SetFloat32MatmulPrecision);
 }
 
 }  // namespace ng

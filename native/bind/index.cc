@@ -103,11 +103,11 @@ static Napi::Value Topk(const Napi::CallbackInfo& info) {
 }
 
 void InitIndex(Napi::Env env, Napi::Object exports) {
-  exports.Set("gather", Napi::Function::New(env, Gather));
-  exports.Set("scatterAdd", Napi::Function::New(env, ScatterAdd));
-  exports.Set("indexSelect", Napi::Function::New(env, IndexSelect));
-  exports.Set("indexAdd", Napi::Function::New(env, IndexAdd));
-  exports.Set("topk", Napi::Function::New(env, Topk));
+  NG_EXPORT(exports, env, "gather", Gather);
+  NG_EXPORT(exports, env, "scatterAdd", ScatterAdd);
+  NG_EXPORT(exports, env, "indexSelect", IndexSelect);
+  NG_EXPORT(exports, env, "indexAdd", IndexAdd);
+  NG_EXPORT(exports, env, "topk", Topk);
 }
 
 }  // namespace ng

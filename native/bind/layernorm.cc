@@ -108,9 +108,9 @@ static Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
 }
 
 void InitLayernorm(Napi::Env env, Napi::Object exports) {
-  exports.Set("layernormForward", Napi::Function::New(env, LayernormForward));
-  exports.Set("addLayernormForward", Napi::Function::New(env, AddLayernormForward));
-  exports.Set("layernormBackward", Napi::Function::New(env, LayernormBackward));
+  NG_EXPORT(exports, env, "layernormForward", LayernormForward);
+  NG_EXPORT(exports, env, "addLayernormForward", AddLayernormForward);
+  NG_EXPORT(exports, env, "layernormBackward", LayernormBackward);
 }
 
 }  // namespace ng

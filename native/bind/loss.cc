@@ -241,12 +241,12 @@ static Napi::Value BceBackward(const Napi::CallbackInfo& info) {
 }
 
 void InitLoss(Napi::Env env, Napi::Object exports) {
-  exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward));
-  exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward));
-  exports.Set("nllLossForward", Napi::Function::New(env, NllLossForward));
-  exports.Set("nllLossBackward", Napi::Function::New(env, NllLossBackward));
-  exports.Set("bceWithLogitsForward", Napi::Function::New(env, BceForward));
-  exports.Set("bceWithLogitsBackward", Napi::Function::New(env, BceBackward));
+  NG_EXPORT(exports, env, "crossEntropyForward", CrossEntropyForward);
+  NG_EXPORT(exports, env, "crossEntropyBackward", CrossEntropyBackward);
+  NG_EXPORT(exports, env, "nllLossForward", NllLossForward);
+  NG_EXPORT(exports, env, "nllLossBackward", NllLossBackward);
+  NG_EXPORT(exports, env, "bceWithLogitsForward", BceForward);
+  NG_EXPORT(exports, env, "bceWithLogitsBackward", BceBackward);
 }
 
 }  // namespace ng

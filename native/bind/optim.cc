@@ -294,12 +294,12 @@ static Napi::Value MultiTensorScaleDevice(const Napi::CallbackInfo& info) {
 }
 
 void InitOptim(Napi::Env env, Napi::Object exports) {
-  exports.Set("adamwStep", Napi::Function::New(env, AdamWStep));
-  exports.Set("sgdStep", Napi::Function::New(env, SgdStep));
-  exports.Set("multiTensorNorm", Napi::Function::New(env, MultiTensorNorm));
-  exports.Set("multiTensorScale", Napi::Function::New(env, MultiTensorScale));
-  exports.Set("multiTensorNormDevice", Napi::Function::New(env, MultiTensorNormDevice));
-  exports.Set("multiTensorScaleDevice", Napi::Function::New(env, MultiTensorScaleDevice));
+  NG_EXPORT(exports, env, "adamwStep", AdamWStep);
+  NG_EXPORT(exports, env, "sgdStep", SgdStep);
+  NG_EXPORT(exports, env, "multiTensorNorm", MultiTensorNorm);
+  NG_EXPORT(exports, env, "multiTensorScale", MultiTensorScale);
+  NG_EXPORT(exports, env, "multiTensorNormDevice", MultiTensorNormDevice);
+  NG_EXPORT(exports, env, "multiTensorScaleDevice", MultiTensorScaleDevice);
 }
 
 }  // namespace ng

@@ -25,6 +25,6 @@ static Napi::Value RandomFill(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-void InitRandom(Napi::Env env, Napi::Object exports) { exports.Set("randomFill", Napi::Function::New(env, RandomFill)); }
+void InitRandom(Napi::Env env, Napi::Object exports) { NG_EXPORT(exports, env, "randomFill", RandomFill); }
 
 }  // namespace ng

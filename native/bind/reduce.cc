@@ -37,6 +37,6 @@ static Napi::Value Reduce(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-void InitReduce(Napi::Env env, Napi::Object exports) { exports.Set("reduce", Napi::Function::New(env, Reduce)); }
+void InitReduce(Napi::Env env, Napi::Object exports) { NG_EXPORT(exports, env, "reduce", Reduce); }
 
 }  // namespace ng

@@ -46,8 +46,8 @@ static Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
 }
 
 void InitSoftmax(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmaxForward", Napi::Function::New(env, SoftmaxForward));
-  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward));
+  NG_EXPORT(exports, env, "softmaxForward", SoftmaxForward);
+  NG_EXPORT(exports, env, "softmaxBackward", SoftmaxBackward);
 }
 
 }  // namespace ng

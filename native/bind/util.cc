@@ -1,6 +1,9 @@
 #include "bind/util.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <new>
 #include <limits>
 
 #include "cuda/runtime.h"
@@ -8,6 +11,21 @@
 namespace ng {
 
 static std::string where(const char* op, const char* what) { return std::string(op) + ": " + what; }
+
+void throw_native_error(napi_env env, const char* name, const std::exception* e) noexcept {
+  // A fixed buffer: nothing here allocates, so this works when the heap does not.
+  char msg[1024];
+  const char* fn = name ? name : "native call";
+  if (e && dynamic_cast<const std::bad_alloc*>(e))
+    std::snprintf(msg, sizeof msg, "nodegrad: %s: out of memory (a native allocation failed)", fn);
+  else if (e && std::strncmp(e->what(), "nodegrad: ", 10) == 0)
+    std::snprintf(msg, sizeof msg, "%s", e->what());
+  else
+    std::snprintf(msg, sizeof msg, "nodegrad: %s: %s", fn, e ? e->what() : "an unknown native exception was thrown");
+  const char* code = e && (dynamic_cast<const std::bad_alloc*>(e) || dynamic_cast<const OutOfMemory*>(e))
+                         ? "ERR_NODEGRAD_OOM" : nullptr;
+  napi_throw_error(env, code, msg);
+}
 
 // Type tag of the Externals that hold a cuda::DeviceBuffer (see bind/cuda.cc).
 extern const napi_type_tag kDeviceBufferTag;

@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <initializer_list>
+#include <exception>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,45 @@ bool is_device_buffer(const Napi::Value& v);
 #define NG_CUDA(call) throw ::ng::Error("this build of nodegrad has no CUDA kernels")
 #endif
 
+// Every exported function goes through guarded<F>: a C++ exception becomes a JS Error
+// thrown with napi_throw_error, which needs no C++ allocation of its own, so an
+// out-of-memory condition is reported ("nodegrad: out of memory allocating N bytes for
+// matmul") instead of ending the process while the error itself is being built.
+// Napi::Error (an exception already holding a JS value) passes through unchanged.
+void throw_native_error(napi_env env, const char* name, const std::exception* e) noexcept;
+
+template <auto F>
+napi_value guarded_cb(napi_env env, napi_callback_info cbinfo) {
+  const char* name = nullptr;
+  try {
+    Napi::CallbackInfo info(env, cbinfo);
+    name = static_cast<const char*>(info.Data());
+    if constexpr (std::is_void_v<decltype(F(info))>) {
+      F(info);
+      return nullptr;
+    } else {
+      return F(info);
+    }
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    throw_native_error(env, name, &e);
+  } catch (...) {
+    throw_native_error(env, name, nullptr);
+  }
+  return nullptr;
+}
+
+// exports.Set(name, fn(...)) with the guard around F.
+template <auto F>
+Napi::Function guarded(Napi::Env env, const char* name) {
+  napi_value fn;
+  napi_status st = napi_create_function(env, name, NAPI_AUTO_LENGTH, guarded_cb<F>, const_cast<char*>(name), &fn);
+  NAPI_THROW_IF_FAILED(env, st, Napi::Function());
+  return Napi::Function(env, fn);
+}
+#define NG_EXPORT(exports, env, name, F) (exports).Set(name, ::ng::guarded<F>(env, name))
+
 // Module registration: one Init function per kernel family (see binding.cc).
 void InitCore(Napi::Env env, Napi::Object exports);
 void InitElementwise(Napi::Env env, Napi::Object exports);
@@ -71,6 +112,7 @@ void InitReduce(Napi::Env env, Napi::Object exports);
 void InitGemm(Napi::Env env, Napi::Object exports);
 void InitSoftmax(Napi::Env env, Napi::Object exports);
 void InitLayernorm(Napi::Env env, Napi::Object exports);
+void InitLlama(Napi::Env env, Napi::Object exports);
 void InitEmbedding(Napi::Env env, Napi::Object exports);
 void InitLoss(Napi::Env env, Napi::Object exports);
 void InitAttention(Napi::Env env, Napi::Object exports);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -22,41 +23,15 @@ constexpr size_t kPartialBytes = size_t(16) << 20;
 // Pieces of the weight gradient's inner dimension have at least this many columns.
 constexpr int64_t kWeightGradMinCols = 256;
 
-// A 64-byte aligned, grow-only buffer, not zeroed (every element is written before use).
-struct Scratch {
-  void* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  template <class T> T* get(size_t n) {
-    size_t bytes = std::max<size_t>(n * sizeof(T), 64);
-    if (bytes > cap) {
-      std::free(p);
-      cap = (bytes + 63) & ~size_t(63);
-      p = std::aligned_alloc(64, cap);
-      if (!p) {
-        cap = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return static_cast<T*>(p);
-  }
-  void trim() {
-    if (cap > kKeepBytes) {
-      std::free(p);
-      p = nullptr;
-      cap = 0;
-    }
-  }
-};
 // Kernels are launched from the JavaScript thread only; one buffer per role.
-thread_local Scratch tl_cols, tl_dcols, tl_dyt, tl_part;
+thread_local Scratch tl_cols("conv2d"), tl_dcols("conv2d"), tl_dyt("conv2d"), tl_part("conv2d");
 
 struct TrimOnExit {
   ~TrimOnExit() {
-    tl_cols.trim();
-    tl_dcols.trim();
-    tl_dyt.trim();
-    tl_part.trim();
+    tl_cols.trim(kKeepBytes);
+    tl_dcols.trim(kKeepBytes);
+    tl_dyt.trim(kKeepBytes);
+    tl_part.trim(kKeepBytes);
   }
 };
 

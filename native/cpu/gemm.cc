@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/scratch.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -89,27 +90,8 @@ template <> const GemmKernel<double>& kernel_for<double>() { return kernels().f6
 
 // ---------------------------------------------------------------- scratch and sync
 
-// A 64-byte aligned, grow-only buffer; one per thread and role, so repeated calls
-// allocate nothing.
-struct Scratch {
-  void* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  template <class T> T* get(size_t n) {
-    size_t bytes = n * sizeof(T);
-    if (bytes > cap) {
-      std::free(p);
-      cap = (bytes + bytes / 4 + 63) & ~size_t(63);
-      p = std::aligned_alloc(64, cap);
-      if (!p) {
-        cap = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return static_cast<T*>(p);
-  }
-};
-thread_local Scratch tl_apack, tl_bpack, tl_shared[2];
+// Packing buffers, one per thread and role, so repeated calls allocate nothing.
+thread_local Scratch tl_apack("matmul"), tl_bpack("matmul"), tl_shared[2] = {Scratch("matmul"), Scratch("matmul")};
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
