@@ -59,10 +59,14 @@ const rnd = (): number => {
 
 function run(c: Case, dtype: DT) {
   const B = c.batch ?? 1;
-  const Arr = dtype === 'float32' ? Float32Array : Float64Array;
+  const fill = (n: number): Float32Array | Float64Array => {
+    const arr = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+    for (let i = 0; i < n; i++) arr[i] = rnd();
+    return arr;
+  };
   // storage layouts: A as [B, M, K] or [B, K, M]; Bm as [B, K, N] or [B, N, K]
-  const aData = Arr.from({ length: B * c.M * c.K }, rnd);
-  const bData = Arr.from({ length: B * c.K * c.N }, rnd);
+  const aData = fill(B * c.M * c.K);
+  const bData = fill(B * c.K * c.N);
   const aStore = ng.tensor(aData, { shape: c.transA ? [B, c.K, c.M] : [B, c.M, c.K], dtype });
   const bStore = ng.tensor(bData, { shape: c.transB ? [B, c.N, c.K] : [B, c.K, c.N], dtype });
   let a = c.transA ? aStore.transpose(1, 2) : aStore;
