@@ -2,8 +2,13 @@
 // records a GradNode on it: the inputs to differentiate and a backward function that
 // maps the output's gradient to theirs (written with public ops, next to the forward,
 // in lib/ops/*). backward() walks the nodes in reverse topological order.
+//
+// A node also lists the tensors its backward reads (`saved`) with their storage's version
+// at record time; backward checks them first, so an in-place change made since (to the
+// tensor, a view of it or its base) or a disposed one is an error, never a silently wrong
+// gradient (PyTorch's saved-variable version check).
 import type { Tensor } from './tensor.js';
-import { keep, scope } from './memory.js';
+import { keep, releaseHeld, scope } from './memory.js';
 import { lastStorageId } from './storage.js';
 
 export interface GradNode {
@@ -11,7 +16,16 @@ export interface GradNode {
   readonly inputs: readonly (Tensor | null)[];
   backward: (grad: Tensor) => readonly (Tensor | null | undefined)[];
   released?: boolean;
+  /** The tensors backward reads (inputs, the output, or tensors made in the forward). */
+  saved: readonly Tensor[];
+  /** saved[i].storage.version when the node was recorded. */
+  versions: readonly number[];
+  /** Internal (lib/memory.ts): saved tensors a scope handed to this graph, freed on release. */
+  held?: Tensor[];
 }
+
+const NOTHING: readonly Tensor[] = [];
+const NO_VERSIONS: readonly number[] = [];
 
 let gradEnabled = true;
 
@@ -51,11 +65,56 @@ export function needsGrad(...inputs: (Tensor | null | undefined | number)[]): bo
   return false;
 }
 
-/** Attaches a node to `out` (a fresh op result). */
-export function record(out: Tensor, name: string, inputs: readonly (Tensor | null)[], backward: GradNode['backward']): Tensor {
-  out.gradFn = { name, inputs, backward };
+/**
+ * Attaches a node to `out` (a fresh op result). `saved` lists every tensor whose values
+ * (or liveness) `backward` reads: entries that are not tensors (numbers, null, false) are
+ * skipped, so `needA && b` reads well. Left out, it is the inputs and `out` (the safe
+ * choice for an op that did not say).
+ */
+export function record(out: Tensor, name: string, inputs: readonly (Tensor | null)[], backward: GradNode['backward'],
+  saved?: readonly (Tensor | number | null | undefined | false)[]): Tensor {
+  const list: Tensor[] = [];
+  const src = saved ?? [...inputs, out];
+  for (let i = 0; i < src.length; i++) {
+    const t = src[i];
+    if (t && typeof t === 'object') list.push(t);
+  }
+  let versions: number[] | readonly number[] = NO_VERSIONS;
+  if (list.length > 0) {
+    versions = new Array<number>(list.length);
+    for (let i = 0; i < list.length; i++) (versions as number[])[i] = list[i].storage.version;
+  }
+  out.gradFn = { name, inputs, backward, saved: list.length > 0 ? list : NOTHING, versions };
   out.requiresGrad = true;
   return out;
+}
+
+function describeSaved(node: GradNode, x: Tensor, out: Tensor): string {
+  const i = node.inputs.indexOf(x);
+  const which = i >= 0 ? `input ${i} of ${node.name}` : x === out ? `its output` : `a tensor ${node.name} saved`;
+  return `${which}, shape [${x.shape.join(',')}] (${x.dtype})`;
+}
+
+/** Throws unless every tensor node's backward reads is alive and unchanged since it was saved. */
+function checkSaved(node: GradNode, out: Tensor): void {
+  const { saved, versions } = node;
+  for (let i = 0; i < saved.length; i++) {
+    const x = saved[i];
+    if (x.isDisposed) {
+      throw new Error(`nodegrad: backward: a tensor needed for the gradient of ${node.name} was disposed before backward: ` +
+        `${describeSaved(node, x, out)}; keep it alive until backward() (keep() it, or return from scope() the tensor that needs it)`);
+    }
+    if (x.storage.version !== versions[i]) {
+      throw new Error(`nodegrad: backward: a tensor needed for the gradient of ${node.name} was modified in place by ` +
+        `${x.storage.modifiedBy} (version ${versions[i]} when saved, now ${x.storage.version}): ${describeSaved(node, x, out)}; ` +
+        'clone() it before changing it in place, or change it after backward()');
+    }
+  }
+}
+
+function disposedInput(node: GradNode, i: number, x: Tensor): Error {
+  return new Error(`nodegrad: backward: a tensor that requires grad was disposed before backward, so its gradient has ` +
+    `nowhere to go: input ${i} of ${node.name}, shape [${x.shape.join(',')}] (${x.dtype}); keep it alive until backward()`);
 }
 
 function releasedBackward(): never {
@@ -89,11 +148,16 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
   while (stack.length) {
     const top = stack[stack.length - 1];
     const [t, i] = top;
-    const inputs = t.gradFn ? t.gradFn.inputs : [];
+    // a released node's inputs are not visited: processing it throws the clearer error
+    const node = t.gradFn;
+    const inputs = node && !node.released ? node.inputs : NOTHING;
     if (i < inputs.length) {
       top[1]++;
       const x = inputs[i];
       if (x && x.requiresGrad && !visited.has(x)) {
+        // a disposed leaf cannot take a gradient (a disposed intermediate keeps its
+        // gradFn, and its node checks the tensors it reads)
+        if (x.isDisposed && x.gradFn === null) throw disposedInput(node!, i, x);
         visited.add(x);
         stack.push([x, 0]);
       }
@@ -156,9 +220,10 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
           release(g);
           continue;
         }
-        if (t.retainsGrad) accumulateLeaf(t, g);
+        if (t.retainsGrad && !t.isDisposed) accumulateLeaf(t, g);
         const node = t.gradFn;
         if (node.released) releasedBackward();
+        if (node.saved.length > 0) checkSaved(node, t);
         const gin = node.backward(g);
         const done: (Tensor | null | undefined)[] = [g];
         node.inputs.forEach((x, i) => {
@@ -185,6 +250,8 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
         if (!opts.retainGraph) {
           node.released = true;
           node.backward = releasedBackward;
+          node.saved = NOTHING;
+          if (node.held) releaseHeld(node);
         }
       }
     });

@@ -1,12 +1,43 @@
 // Tensor lifetimes. JavaScript's collector does not see native or GPU memory, so
 // tensors are freed explicitly: dispose(), scope(fn), `using`, and, as a backstop for
 // tensors nobody disposed, a FinalizationRegistry.
+//
+// A tensor returned from a scope keeps its autograd graph (as in PyTorch, where the graph
+// lives while its output does). Disposing a tensor keeps its gradFn, so backward still
+// walks through it; but the intermediates a backward formula reads (GradNode.saved) must
+// keep their values: at the end of a scope, those the graph of a returned or kept tensor
+// needs are handed to that graph instead of disposed. They live on, outside the scope,
+// until the backward that reads them releases its node, or until every tensor returned
+// with the graph is disposed.
+import type { GradNode } from './autograd.js';
+import type { Tensor } from './tensor.js';
 import { countTensor, deviceStats, type Storage } from './storage.js';
 
 export interface Disposable { dispose(): void; readonly isDisposed: boolean }
-interface Tracked extends Disposable { readonly storage: Storage; readonly device: string; _gcRegistered: boolean }
+interface Tracked extends Disposable {
+  readonly storage: Storage;
+  readonly device: string;
+  _gcRegistered: boolean;
+  /** Creation order: a tensor made before a scope began cannot depend on one made inside it. */
+  _seq: number;
+  gradFn: GradNode | null;
+  readonly requiresGrad: boolean;
+  /** Graph holds this tensor keeps alive (it was returned from a scope with its graph). */
+  _holds: GraphHold[] | null;
+  /** The graph hold this tensor was handed to (it is a saved tensor of that graph). */
+  _heldBy: GraphHold | null;
+  /** Unreleased nodes of that graph that read this tensor. */
+  _savers: number;
+}
+
+/** Tensors a scope handed to the graph of the tensors it returned (roots). */
+export interface GraphHold { owned: Set<Tracked>; roots: Set<Tracked> }
 
 const scopes: Set<Tracked>[] = [];
+// per open scope: the first _seq made inside it, and tensors keep() took out of it that have a graph
+const scopeStart: number[] = [];
+const scopeKept: (Tracked[] | null)[] = [];
+let nextSeq = 1;
 let liveTensors = 0;
 
 const registry = new FinalizationRegistry<{ storage: Storage; device: string }>((held) => {
@@ -28,6 +59,7 @@ function registerForGC(t: Tracked): void {
 
 /** Called by the Tensor constructor. */
 export function trackTensor(t: Tracked): void {
+  t._seq = nextSeq++;
   liveTensors++;
   countTensor(t.device, 1);
   const top = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
@@ -64,8 +96,68 @@ function isTensor(value: object): boolean {
   return (value as { storage?: unknown }).storage !== undefined && 'isDisposed' in value;
 }
 
+function openScope(): void {
+  scopes.push(new Set());
+  scopeStart.push(nextSeq);
+  scopeKept.push(null);
+}
+
+function hasLiveGraph(t: Tracked): boolean {
+  return t.gradFn !== null && !t.gradFn.released && !t.isDisposed;
+}
+
+function addHold(r: Tracked, h: GraphHold): void {
+  h.roots.add(r);
+  if (r._holds === null) r._holds = [h];
+  else if (!r._holds.includes(h)) r._holds.push(h);
+}
+
+/**
+ * Walks the live graph of `roots` over the tensors made in the closing scope `s` (made
+ * from seq `start` on) and returns the tensors of s that its backward reads: they are
+ * handed to the graph (a GraphHold of the roots) instead of disposed.
+ */
+function graphNeeds(roots: Tracked[], s: Set<Tracked>, start: number, survives: (t: Tracked) => boolean): Set<Tracked> {
+  const hold: GraphHold = { owned: new Set(), roots: new Set() };
+  const saved = new Set<Tracked>();
+  const touched = new Set<GraphHold>();
+  const seen = new Set<Tracked>(roots);
+  const stack: Tracked[] = [...roots];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    const node = t.gradFn;
+    if (node === null || node.released) continue;
+    // graphs returned from inner scopes that this graph reaches now live while it does
+    if (t._holds !== null && s.has(t)) for (const h of t._holds) touched.add(h);
+    if (t._heldBy !== null) touched.add(t._heldBy);
+    for (const x of node.saved as unknown as Tracked[]) {
+      if (x._heldBy !== null && x._heldBy !== hold) touched.add(x._heldBy);
+      if (!s.has(x) || x.isDisposed || survives(x)) continue;
+      saved.add(x);
+      if (x._heldBy === null) {
+        x._heldBy = hold;
+        hold.owned.add(x);
+      }
+      if (x._heldBy === hold) {
+        x._savers++;
+        (node.held ??= []).push(x as unknown as Tensor);
+      }
+    }
+    for (const x of node.inputs as unknown as (Tracked | null)[]) {
+      if (x === null || !x.requiresGrad || seen.has(x) || x._seq < start) continue;
+      seen.add(x);
+      stack.push(x);
+    }
+  }
+  for (const h of touched) for (const r of roots) addHold(r, h);
+  if (hold.owned.size > 0) for (const r of roots) addHold(r, hold);
+  return saved;
+}
+
 function endScope(result: unknown): void {
   const s = scopes.pop()!;
+  const start = scopeStart.pop()!;
+  const kept = scopeKept.pop()!;
   // what survives: nothing for a non-object result (a number: no search), the result
   // itself for a tensor, else every tensor found in it
   let single: unknown = null;
@@ -74,14 +166,49 @@ function endScope(result: unknown): void {
     if (isTensor(result)) single = result;
     else collect(result, (keepers = new Set()), new Set());
   }
+  const survives = (t: Tracked): boolean => t === single || (keepers !== null && keepers.has(t));
+  // the tensors leaving the scope with a graph that has not run its backward yet
+  let roots: Tracked[] | null = null;
+  if (single !== null && hasLiveGraph(single as Tracked)) roots = [single as Tracked];
+  else if (keepers !== null) for (const t of keepers) if (hasLiveGraph(t as Tracked)) (roots ??= []).push(t as Tracked);
+  if (kept !== null) for (const t of kept) if (hasLiveGraph(t)) (roots ??= []).push(t);
+  const needed = roots !== null ? graphNeeds(roots, s, start, survives) : null;
   const parent = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
   for (const t of s) {
-    if (t === single || (keepers !== null && keepers.has(t))) {
+    if (survives(t) || (needed !== null && needed.has(t) && !t.isDisposed)) {
       if (parent) parent.add(t);
       else registerForGC(t);
     } else if (!t.isDisposed) {
       t.dispose();
     }
+  }
+}
+
+/** Called by backward when it releases a node: frees the handed tensors no other node still reads. */
+export function releaseHeld(node: GradNode): void {
+  const held = node.held as unknown as Tracked[];
+  node.held = undefined;
+  for (const x of held) {
+    if (x._heldBy !== null && --x._savers <= 0 && !x.isDisposed) x.dispose();
+  }
+}
+
+/** Called by Tensor.dispose() for a tensor that holds a graph or was handed to one. */
+export function releaseGraphRefs(t: Tracked): void {
+  if (t._heldBy !== null) {
+    t._heldBy.owned.delete(t);
+    t._heldBy = null;
+  }
+  const holds = t._holds;
+  if (holds === null) return;
+  t._holds = null;
+  for (const h of holds) {
+    h.roots.delete(t);
+    if (h.roots.size > 0) continue;
+    // the last tensor returned with this graph is gone: so is what it held
+    const owned = [...h.owned];
+    h.owned.clear();
+    for (const x of owned) x.dispose();
   }
 }
 
@@ -91,7 +218,7 @@ function endScope(result: unknown): void {
  * Works with async functions too: the scope ends when the promise settles.
  */
 export function scope<T>(fn: () => T): T {
-  scopes.push(new Set());
+  openScope();
   let result: T;
   try {
     result = fn();
@@ -109,7 +236,7 @@ export function scope<T>(fn: () => T): T {
 
 /** scope() for async functions. Tensors created by other code while it awaits are also collected. */
 export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
-  scopes.push(new Set());
+  openScope();
   const depth = scopes.length;
   try {
     const result = await fn();
@@ -128,6 +255,8 @@ export function keep<T>(value: T): T {
   collect(value, found, new Set());
   for (const t of found) {
     for (const s of scopes) s.delete(t as Tracked);
+    // a kept tensor with a graph keeps what that graph needs, as a returned one does
+    if (hasLiveGraph(t as Tracked)) for (let i = 0; i < scopeKept.length; i++) (scopeKept[i] ??= []).push(t as Tracked);
     registerForGC(t as Tracked);
   }
   return value;

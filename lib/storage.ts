@@ -122,6 +122,13 @@ export class Storage {
   readonly length: number;
   private buf: TypedArray | null;
   refs = 0;
+  /**
+   * Bumped by every in-place write into this storage (PyTorch's version counter, shared
+   * by every view): a backward formula that saved a tensor checks that it is unchanged.
+   */
+  version = 0;
+  /** The in-place op that last bumped version (named in backward's error). */
+  modifiedBy = '';
 
   /**
    * zeroed = false lets a kernel that writes every element skip clearing a reused buffer.
@@ -170,6 +177,11 @@ export class Storage {
   get host(): TypedArray {
     if (this.device !== 'cpu') throw new Error(`nodegrad: internal: host values of ${this.device} storage read directly (copy with .cpu() first)`);
     return this.data;
+  }
+  /** Records an in-place write by `op` (called once per in-place op, never per element). */
+  bumpVersion(op: string): void {
+    this.version++;
+    this.modifiedBy = op;
   }
   retain(): void {
     this.refs++;

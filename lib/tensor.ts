@@ -3,7 +3,8 @@
 import type { DType, TypedArray } from './dtype.js';
 import { checkDType } from './dtype.js';
 import { backward, needsGrad, record, type BackwardOptions, type GradNode } from './autograd.js';
-import { trackTensor, untrackTensor, keep } from './memory.js';
+import { trackTensor, untrackTensor, keep, releaseGraphRefs } from './memory.js';
+import type { GraphHold } from './memory.js';
 import { parseDevice, Storage, type Device } from './storage.js';
 import * as ew from './ops/elementwise.js';
 import * as sh from './ops/shape.js';
@@ -31,6 +32,11 @@ export class Tensor {
   retainsGrad = false;
   /** Internal: registered with the FinalizationRegistry backstop (lib/memory.ts). */
   _gcRegistered = false;
+  /** Internal (lib/memory.ts): creation order, and the graph holds of scope() results. */
+  _seq = 0;
+  _holds: GraphHold[] | null = null;
+  _heldBy: GraphHold | null = null;
+  _savers = 0;
   private disposed = false;
 
   /** Internal: use nodegrad.tensor(), zeros(), ... to create tensors. */
@@ -53,6 +59,8 @@ export class Tensor {
   }
   get isLeaf(): boolean { return this.gradFn === null; }
   get isDisposed(): boolean { return this.disposed; }
+  /** Times the storage was changed in place (shared by every view of it; PyTorch's `_version`). */
+  get _version(): number { return this.storage.version; }
   get itemSize(): number { return this.storage.nbytes / Math.max(1, this.storage.length); }
 
   size(): number[];
@@ -86,7 +94,9 @@ export class Tensor {
     this.storage.release();
     if (this.grad && this.grad.storage !== this.storage) this.grad.dispose();
     this.grad = null;
-    this.gradFn = null;
+    // gradFn stays: a backward through this tensor needs no values of it (those that need
+    // them saved it, and check that it is alive), so disposing it never cuts the graph
+    if (this._holds !== null || this._heldBy !== null) releaseGraphRefs(this);
   }
   [Symbol.dispose](): void { this.dispose(); }
   /** Keeps this tensor alive past the enclosing scope(). */
@@ -160,7 +170,7 @@ export class Tensor {
     }
     if (needsGrad(this)) {
       const from = this.device;
-      record(out, 'to', [this], (g) => [g.to(from)]);
+      record(out, 'to', [this], (g) => [g.to(from)], []);
     }
     return out;
   }
@@ -243,11 +253,11 @@ export class Tensor {
   mul_(other: TensorLike): this { ew.inplace(this, 'mul_', other); return this; }
   div_(other: TensorLike): this { ew.inplace(this, 'div_', other); return this; }
   fill_(value: number): this { ew.fill_(this, value); return this; }
-  zero_(): this { ew.fill_(this, 0); return this; }
+  zero_(): this { ew.fill_(this, 0, 'zero_'); return this; }
   copy_(src: Tensor): this { ew.copy_(this, src); return this; }
   clamp_(min?: number | null, max?: number | null): this {
     const c = ew.clamp(this, min, max);
-    try { ew.copy_(this, c); } finally { c.dispose(); }
+    try { ew.copy_(this, c, 'clamp_'); } finally { c.dispose(); }
     return this;
   }
 

@@ -48,5 +48,5 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, ...inputs: Tensor[])
     } finally {
       setRngState(resume);
     }
-  });
+  }, inputs);
 }

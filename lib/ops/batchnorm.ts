@@ -104,7 +104,7 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
       }
       const param = (t: Tensor): Tensor => { const r = reshape(t, [C]); return w && r.dtype !== w.dtype ? cast(r, w.dtype) : r; };
       return [gx, wantW ? param(sgx) : null, wantB ? param(sg) : null];
-    });
+    }, [x, mu, istd, scale]);
   }
   return y;
 }

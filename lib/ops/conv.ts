@@ -153,7 +153,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
       release(xc, x);
       release(wc, weight);
       return [gx && toDType(gx, x.dtype), gw && toDType(gw, x.dtype), gb && toDType(gb, x.dtype)];
-    });
+    }, [x, weight]);
   }
   return out;
 }

@@ -62,7 +62,7 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   }
   if (needsGrad(t) && isFloating(dtype)) {
     const from = t.dtype;
-    record(out, 'to', [t], (g) => [cast(g, from)]);
+    record(out, 'to', [t], (g) => [cast(g, from)], []);
   }
   return out;
 }
@@ -176,7 +176,7 @@ export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
   const out = binaryRaw(Bin.add, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
-    record(out, 'add', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(g, sb)]);
+    record(out, 'add', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(g, sb)], []);
   }
   return out;
 }
@@ -186,7 +186,7 @@ export function sub(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
   const out = binaryRaw(Bin.sub, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
-    record(out, 'sub', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(neg(g), sb)]);
+    record(out, 'sub', [asT(a), asT(b)], (g) => [sumToShape(g, sa), sumToShape(neg(g), sb)], []);
   }
   return out;
 }
@@ -199,7 +199,7 @@ export function mul(a: TensorLike, b: TensorLike): Tensor {
     record(out, 'mul', [ta, tb], (g) => [
       ta?.requiresGrad ? sumToShape(mul(g, b), sa) : null,
       tb?.requiresGrad ? sumToShape(mul(g, a), sb) : null,
-    ]);
+    ], [ta?.requiresGrad && tb, tb?.requiresGrad && ta]);
   }
   return out;
 }
@@ -213,7 +213,7 @@ export function div(a: TensorLike, b: TensorLike): Tensor {
       ta?.requiresGrad ? sumToShape(div(g, b), sa) : null,
       // d(a/b)/db = -a/b^2 = -out/b
       tb?.requiresGrad ? sumToShape(neg(div(mul(g, out), b)), sb) : null,
-    ]);
+    ], [tb, tb?.requiresGrad && out]);
   }
   return out;
 }
@@ -226,7 +226,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     native.unary(Un.powScalar, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
       x.storage.data, x.offset, packDims(2, x.strides), b, 0);
     if (x !== a) x.dispose();
-    if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))]);
+    if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))], [b !== 0 && a]);
     return out;
   }
   const out = binaryRaw(Bin.pow, a, b);
@@ -236,7 +236,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
     record(out, 'pow', [ta, tb], (g) => [
       ta?.requiresGrad ? sumToShape(mul(g, mul(b, pow(a, sub(b, 1)))), sa) : null,
       tb?.requiresGrad ? sumToShape(mul(g, typeof a === 'number' ? mul(out, Math.log(a)) : mul(out, log(a))), sb) : null,
-    ]);
+    ], [ta, ta?.requiresGrad && tb, tb?.requiresGrad && out]);
   }
   return out;
 }
@@ -253,7 +253,7 @@ function minmax(code: number, a: TensorLike, b: TensorLike): Tensor {
       const wa = add(cast(pickA, g.dtype), mul(cast(tie, g.dtype), 0.5));
       const ga = mul(g, wa);
       return [sumToShape(ga, sa), sumToShape(sub(g, ga), sb)];
-    });
+    }, [asT(a), asT(b)]);
   }
   return out;
 }
@@ -303,9 +303,16 @@ function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Ten
   return gx;
 }
 
+// What each unary backward below reads: its output, nothing, or (the rest) its input.
+const SAVES_OUTPUT = new Set(['exp', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'reciprocal', 'expm1']);
+const SAVES_NOTHING = new Set(['neg', 'sign', 'floor', 'ceil', 'round', 'affine']);
+
 function unary(code: number, name: string, x: Tensor, grad?: (g: Tensor, x: Tensor, y: Tensor) => Tensor, alpha = 0, beta = 0): Tensor {
   const out = unaryRaw(code, x, name, alpha, beta);
-  if (grad && needsGrad(x)) record(out, name, [x], (g) => [grad(g, x, out)]);
+  if (grad && needsGrad(x)) {
+    const saved = SAVES_OUTPUT.has(name) ? [out] : SAVES_NOTHING.has(name) ? [] : [x];
+    record(out, name, [x], (g) => [grad(g, x, out)], saved);
+  }
   return out;
 }
 
@@ -398,7 +405,7 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
         ta?.requiresGrad ? sumToShape(where(c, g, zero), sa) : null,
         tb?.requiresGrad ? sumToShape(where(c, zero, g), sb) : null,
       ];
-    });
+    }, [c]);
   }
   return out;
 }
@@ -458,6 +465,7 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
   if (typeof other === 'number') {
     native.binaryScalar(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
       packDims(2, t.strides), alpha !== undefined ? other * alpha : other, false);
+    t.storage.bumpVersion(op);
     return;
   }
   checkTensor(other, op, 'other');
@@ -474,30 +482,35 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
   }
   native.binary(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
     packDims(2, t.strides), o.storage.data, o.offset, packBroadcastStrides(3, o, t.shape));
+  t.storage.bumpVersion(op);
   if (o !== other) o.dispose();
 }
 
-export function fill_(t: Tensor, value: number): void {
-  checkInplace(t, 'fill_');
+/** Sets every element to value; `op` names the public op (fill_ or zero_) in errors and in the version record. */
+export function fill_(t: Tensor, value: number, op = 'fill_'): void {
+  checkInplace(t, op);
   if (t.dtype === 'float16' && t.device === 'cpu') {
     // raw 16-bit copy of the float16 pattern (the native fill would encode bfloat16)
     const v = empty([], 'float16', t.device);
     (v.storage.data as Uint16Array)[0] = f32ToF16([value])[0];
-    native.copy([...t.shape], ...va(t, 'fill_'), v.storage.data, 0, t.shape.map(() => 0));
+    native.copy([...t.shape], ...va(t, op), v.storage.data, 0, t.shape.map(() => 0));
     v.dispose();
+    t.storage.bumpVersion(op);
     return;
   }
   native.fill(packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), value);
+  t.storage.bumpVersion(op);
 }
 
-export function copy_(dst: Tensor, src: Tensor): void {
-  checkInplace(dst, 'copy_');
-  checkTensor(src, 'copy_', 'src');
+/** Copies src into dst; `op` names the public op (copy_ or clamp_) in errors and in the version record. */
+export function copy_(dst: Tensor, src: Tensor, op = 'copy_'): void {
+  checkInplace(dst, op);
+  checkTensor(src, op, 'src');
   if (src.device !== dst.device) {
     // across devices, like torch's copy_: move the source first
     const moved = src.to(dst.device);
     try {
-      copy_(dst, moved);
+      copy_(dst, moved, op);
     } finally {
       moved.dispose();
     }
@@ -511,5 +524,6 @@ export function copy_(dst: Tensor, src: Tensor): void {
   const s = (dst.dtype === 'float16') !== (src.dtype === 'float16') ? cast(src, dst.dtype) : unaliased(dst, src);
   native.copy(packDims(0, dst.shape), dst.storage.data, dst.offset, packDims(1, dst.strides), s.storage.data, s.offset,
     packBroadcastStrides(2, s, dst.shape));
+  dst.storage.bumpVersion(op);
   if (s !== src) s.dispose();
 }

@@ -64,7 +64,7 @@ export function embedding(ids: Tensor, weight: Tensor, opts: EmbeddingOptions = 
       const r = cast(gw, g.dtype);
       gw.dispose();
       return [null, r];
-    });
+    }, [ids]);
   }
   return out;
 }

@@ -99,7 +99,7 @@ export function gather(x: Tensor, dim: number, index: Tensor): Tensor {
   native.gather(d, [...x.shape], ...va(x, op), [...index.shape], ...va(index, op), out.storage.data);
   if (needsGrad(x)) {
     const xShape = [...x.shape];
-    record(out, op, [x], (g) => [scatterAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, index, g, op)]);
+    record(out, op, [x], (g) => [scatterAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, index, g, op)], [index]);
   }
   return out;
 }
@@ -125,7 +125,8 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
   const out = scatterAddRaw(x, d, index, src, op);
   if (needsGrad(x, src)) {
     const srcShape = [...src.shape];
-    record(out, op, [x, src], (g) => [g, src.requiresGrad ? padTo(gather(g, d, index), srcShape) : null]);
+    record(out, op, [x, src], (g) => [g, src.requiresGrad ? padTo(gather(g, d, index), srcShape) : null],
+      [src.requiresGrad && index]);
   }
   return out;
 }
@@ -154,7 +155,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   native.indexSelect(d, [...x.shape], ...va(x, op), k, ...va(index, op), out.storage.data);
   if (needsGrad(x)) {
     const xShape = [...x.shape];
-    record(out, op, [x], (g) => [indexAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, index, g, op)]);
+    record(out, op, [x], (g) => [indexAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, index, g, op)], [index]);
   }
   return out;
 }
@@ -181,7 +182,7 @@ export function indexAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): Te
   }
   const out = indexAddRaw(x, d, index, src, op);
   if (needsGrad(x, src)) {
-    record(out, op, [x, src], (g) => [g, src.requiresGrad ? indexSelect(g, d, index) : null]);
+    record(out, op, [x, src], (g) => [g, src.requiresGrad ? indexSelect(g, d, index) : null], [src.requiresGrad && index]);
   }
   return out;
 }
@@ -210,7 +211,8 @@ export function topk(x: Tensor, k: number, opts?: { dim?: number; largest?: bool
   native.topk(d, [...x.shape], ...va(x, op), k, largest, sorted, values.storage.data, indices.storage.data);
   if (needsGrad(x)) {
     const xShape = [...x.shape];
-    record(values, op, [x], (g) => [scatterAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, indices, g, op)]);
+    record(values, op, [x], (g) => [scatterAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, indices, g, op)],
+      [indices]);
   }
   return { values, indices };
 }

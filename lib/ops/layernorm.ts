@@ -151,7 +151,7 @@ function recordBackward(out: Tensor, x: Tensor, w: Tensor | null, b: Tensor | nu
     release(wc, w);
     const param = (t: Tensor | null): Tensor | null => (t ? toDType(reshape(t, normalizedShape), x.dtype) : null);
     return [gx && toDType(gx, x.dtype), param(gw), param(gb)];
-  });
+  }, [x, w, mean, rstd]);
 }
 
 /**
@@ -197,7 +197,7 @@ export function addLayerNorm(x: Tensor, residual: Tensor, normalizedShape: numbe
     release(bc, b);
     return [s, y] as const;
   });
-  if (needsGrad(x, residual)) record(sum, 'add', [x, residual], (g) => [g, g]);
+  if (needsGrad(x, residual)) record(sum, 'add', [x, residual], (g) => [g, g], []);
   if (grad) recordBackward(out, sum, w, b, normalizedShape, mean!, rstd!, eps);
   return { sum, out };
 }

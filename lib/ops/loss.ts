@@ -163,7 +163,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
       native.crossEntropyBackward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, eps, lse.storage.data,
         flat(gc, op), dx.storage.data);
       return [dx];
-    });
+    }, [x, t, w, lse]);
   }
   return reduceRows(loss, reduction, total);
 }
@@ -192,7 +192,7 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions 
       const dx = empty(logProbs.shape, logProbs.dtype, logProbs.device);
       native.nllLossBackward(dx.storage.data, flat(t, op), wbuf, N, C, I, ignoreIndex, flat(gc, op));
       return [dx];
-    });
+    }, [t, w]);
   }
   return reduceRows(loss, reduction, total);
 }
@@ -263,7 +263,7 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
       native.bceWithLogitsBackward(flat(x, op), flat(y, op), pw ? flat(pw, op) : null, flat(gc, op), n,
         dx ? dx.storage.data : null, dy ? dy.storage.data : null, dpw ? dpw.storage.data : null);
       return [dx, dy, dpw && pwIn ? sumToShape(dpw, pwIn.shape) : null];
-    });
+    }, [x, y, pw]);
   }
   let out = loss;
   if (opts.weight) out = mul(loss, opts.weight);

@@ -120,7 +120,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       const ga = a.requiresGrad ? reshape(sumToShape(matmul(G, transpose(B, -1, -2)), aShape), [...a.shape]) : null;
       const gb = b.requiresGrad ? reshape(sumToShape(matmul(transpose(A, -1, -2), G), bShape), [...b.shape]) : null;
       return [ga && ga.dtype !== a.dtype ? cast(ga, a.dtype) : ga, gb && gb.dtype !== b.dtype ? cast(gb, b.dtype) : gb];
-    });
+    }, [a.requiresGrad && B, b.requiresGrad && A]);
   }
   return out;
 }
@@ -173,7 +173,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
       const gw = weight.requiresGrad ? matmul(transpose(g2, 0, 1), x2) : null;
       const gb = bias?.requiresGrad ? sum(g2, 0) : null;
       return [gx, gw, gb];
-    });
+    }, [x.requiresGrad && weight, weight.requiresGrad && x2]);
   }
   return y;
 }

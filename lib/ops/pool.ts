@@ -97,7 +97,7 @@ export function maxPool2dWithIndices(x: Tensor, opts: MaxPool2dOptions): { value
       native.maxPool2dBackward(flat(gc, op), flat(indices, op), gx.storage.data, geom);
       release(gc, g);
       return [toDType(gx, x.dtype)];
-    });
+    }, [indices]);
   }
   return { values, indices };
 }
@@ -142,7 +142,7 @@ export function avgPool2d(x: Tensor, opts: AvgPool2dOptions | IntPair): Tensor {
       native.avgPool2dBackward(flat(gc, op), gx.storage.data, geom, include, div);
       release(gc, g);
       return [toDType(gx, x.dtype)];
-    });
+    }, []);
   }
   return out;
 }
@@ -179,7 +179,7 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly (numb
       native.adaptiveAvgPool2dBackward(flat(gc, op), gx.storage.data, dims);
       release(gc, g);
       return [toDType(gx, x.dtype)];
-    });
+    }, []);
   }
   return out;
 }

@@ -95,7 +95,7 @@ export function sum(x: Tensor, dim?: Dims | null, keepdim = false): Tensor {
   const out = reduceRaw(R.sum, x, dims, keepdim, 'sum').values;
   if (needsGrad(x)) {
     const inShape = [...x.shape];
-    record(out, 'sum', [x], (g) => [contiguous(gradBroadcast(g, inShape, dims, keepdim))]);
+    record(out, 'sum', [x], (g) => [contiguous(gradBroadcast(g, inShape, dims, keepdim))], []);
   }
   return out;
 }
@@ -107,7 +107,7 @@ export function mean(x: Tensor, dim?: Dims | null, keepdim = false): Tensor {
   if (needsGrad(x)) {
     const inShape = [...x.shape];
     const n = numelOf(dims.map((d) => inShape[d]));
-    record(out, 'mean', [x], (g) => [mul(gradBroadcast(g, inShape, dims, keepdim), 1 / n)]);
+    record(out, 'mean', [x], (g) => [mul(gradBroadcast(g, inShape, dims, keepdim), 1 / n)], []);
   }
   return out;
 }
@@ -119,7 +119,8 @@ export function prod(x: Tensor, dim?: number, keepdim = false): Tensor {
   if (needsGrad(x)) {
     const inShape = [...x.shape];
     // d/dx_i prod = prod / x_i (inputs with zeros are not special-cased)
-    record(out, 'prod', [x], (g) => [div(mul(gradBroadcast(g, inShape, dims, keepdim), gradBroadcast(out, inShape, dims, keepdim)), x)]);
+    record(out, 'prod', [x], (g) => [div(mul(gradBroadcast(g, inShape, dims, keepdim), gradBroadcast(out, inShape, dims, keepdim)), x)],
+      [x, out]);
   }
   return out;
 }
@@ -138,7 +139,7 @@ export function variance(x: Tensor, dim?: Dims | null, opts: { correction?: numb
       const m = mean(x, dims, true);
       const gb = gradBroadcast(g, inShape, dims, keepdim);
       return [mul(mul(gb, sub(x, m)), 2 / Math.max(n - correction, 0))];
-    });
+    }, [x]);
   }
   return out;
 }
@@ -158,7 +159,7 @@ function extremum(code: number, name: string, x: Tensor, dim?: Dims | null, keep
       const hit = cast(eq(x, gradBroadcast(out, inShape, dims, keepdim)), g.dtype);
       const count = sum(hit, dims, true);
       return [div(mul(gradBroadcast(g, inShape, dims, keepdim), hit), count)];
-    });
+    }, [x, out]);
   }
   return out;
 }
@@ -179,7 +180,7 @@ function extremumDim(code: number, name: string, x: Tensor, dim: number, keepdim
       const ik = keepdim ? idx : reshape(idx, outShape(inShape, dims, true));
       const hit = cast(eq(ar, ik), g.dtype);
       return [mul(hit, gradBroadcast(g, inShape, dims, keepdim))];
-    });
+    }, [idx]);
   }
   return { values, indices: indices! };
 }
@@ -244,7 +245,7 @@ export function norm(x: Tensor, p = 2, dim?: Dims | null, keepdim = false): Tens
         const ob = gradBroadcast(out, inShape, dims, keepdim);
         const scale = where(eq(ob, 0), 0, div(gradBroadcast(g, inShape, dims, keepdim), ob));
         return [mul(scale, x)];
-      });
+      }, [x, out]);
     }
     return out;
   }

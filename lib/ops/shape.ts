@@ -42,7 +42,7 @@ export function clone(t: Tensor): Tensor {
   t.assertLive('clone');
   const out = empty(t.shape, t.dtype, t.device, false);
   copyInto(out, t);
-  if (needsGrad(t)) record(out, 'clone', [t], (g) => [g]);
+  if (needsGrad(t)) record(out, 'clone', [t], (g) => [g], []);
   return out;
 }
 
@@ -114,7 +114,7 @@ function reshapeImpl(t: Tensor, shape: number[], op: string, allowCopy: boolean)
   }
   if (needsGrad(t)) {
     const inShape = [...t.shape];
-    record(out, op, [t], (g) => [g.reshape(inShape)]);
+    record(out, op, [t], (g) => [g.reshape(inShape)], []);
   }
   return out;
 }
@@ -139,7 +139,7 @@ export function permute(t: Tensor, dims: number[]): Tensor {
   if (needsGrad(t)) {
     const inv = new Array<number>(nd.length);
     nd.forEach((d, i) => (inv[d] = i));
-    record(out, 'permute', [t], (g) => [permute(g, inv)]);
+    record(out, 'permute', [t], (g) => [permute(g, inv)], []);
   }
   return out;
 }
@@ -179,7 +179,7 @@ export function slice(t: Tensor, dim: number, start?: number, end?: number, step
       const z = zeros(t.shape, { dtype: g.dtype, device: g.device });
       copyInto(slice(z, d, s, e, step), g);
       return [z];
-    });
+    }, []);
   }
   return out;
 }
@@ -209,7 +209,7 @@ export function select(t: Tensor, dim: number, index: number): Tensor {
       const z = zeros(t.shape, { dtype: g.dtype, device: g.device });
       copyInto(select(z, d, i), g);
       return [z];
-    });
+    }, []);
   }
   return out;
 }
@@ -230,7 +230,7 @@ export function expand(t: Tensor, shape: number[]): Tensor {
   const out = makeView(t, ns, strides, t.offset);
   if (needsGrad(t)) {
     const inShape = [...t.shape];
-    record(out, 'expand', [t], (g) => [sumToShape(g, inShape)]);
+    record(out, 'expand', [t], (g) => [sumToShape(g, inShape)], []);
   }
   return out;
 }
@@ -314,7 +314,7 @@ export function cat(tensors: Tensor[], dim = 0): Tensor {
   }
   if (needsGrad(...tensors)) {
     const sizes = tensors.map((t) => t.shape[d]);
-    record(out, 'cat', tensors, (g) => split(g, sizes, d));
+    record(out, 'cat', tensors, (g) => split(g, sizes, d), []);
   }
   return out;
 }

@@ -58,7 +58,7 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
       const r = cast(gx, x.dtype);
       gx.dispose();
       return [r];
-    });
+    }, [out]);
   }
   return out;
 }

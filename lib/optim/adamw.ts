@@ -227,9 +227,15 @@ export class AdamW extends Optimizer<AdamWHyper> {
           });
         });
       }
-      for (const p of updated) {
+      for (let i = 0; i < updated.length; i++) {
+        const p = updated[i];
         const s = this.state.get(p)!;
         s.step = (s.step as number) + 1;
+        // in place on the parameter (and its state and model copy): a graph that saved it is stale
+        p.storage.bumpVersion('AdamW.step');
+        (s.expAvg as Tensor).storage.bumpVersion('AdamW.step');
+        (s.expAvgSq as Tensor).storage.bumpVersion('AdamW.step');
+        if (copies[i] && !onCpu) copies[i]!.storage.bumpVersion('AdamW.step');
       }
     } finally {
       for (const t of temps) t.dispose();

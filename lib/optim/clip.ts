@@ -137,6 +137,7 @@ function clipOnDevice(grads: Tensor[], maxNorm: number, p: number, op: string): 
     if (dense.length > 0) {
       native.multiTensorScaleDevice(dense.map((g) => g.storage.data), dense.map((g) => g.offset), dense.map((g) => g.numel),
         coef.storage.data);
+      for (const g of dense) g.storage.bumpVersion(op);
     }
     noGrad(() => { for (const g of grads) if (!g.isContiguous()) g.mul_(coef); });
   } catch (e) {
@@ -153,6 +154,7 @@ function scaleGrads(grads: Tensor[], coef: number): void {
   const dense = grads.filter((g) => g.isContiguous());
   const data: TypedArray[] = dense.map((g) => g.storage.data);
   native.multiTensorScale(data, dense.map((g) => g.offset), dense.map((g) => g.numel), coef);
+  for (const g of dense) g.storage.bumpVersion('clipGradNorm');
   noGrad(() => { for (const g of grads) if (!g.isContiguous()) g.mul_(coef); });
 }
 

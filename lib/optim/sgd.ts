@@ -65,7 +65,7 @@ export class SGD extends Optimizer<SGDHyper> {
     const ps: TypedArray[] = [], gs: TypedArray[] = [], bufs: (TypedArray | null)[] = [];
     const offsets: number[] = [], numels: number[] = [], lrs: number[] = [], wds: number[] = [];
     const moms: number[] = [], damps: number[] = [], nest: number[] = [], init: number[] = [];
-    const temps: Tensor[] = [], created: Tensor[] = [];
+    const temps: Tensor[] = [], created: Tensor[] = [], written: Tensor[] = [];
     let done = false;
     try {
       for (const group of this.paramGroups) {
@@ -82,6 +82,8 @@ export class SGD extends Optimizer<SGDHyper> {
             buf = this.stateFor(p, () => ({ momentumBuffer: zeros(p.shape, { dtype: p.dtype, device: p.device }) })).momentumBuffer as Tensor;
           }
           ps.push(pa.data); gs.push(ga.data); bufs.push(buf ? buf.storage.data : null);
+          written.push(p);
+          if (buf) written.push(buf);
           offsets.push(pa.offset, ga.offset, buf ? buf.offset : 0);
           numels.push(pa.numel);
           lrs.push(group.lr); wds.push(group.weightDecay);
@@ -91,6 +93,8 @@ export class SGD extends Optimizer<SGDHyper> {
       }
       if (ps.length > 0) native.sgdStep(ps, gs, bufs, offsets, numels, lrs, wds, moms, damps, nest, init, gradScale);
       done = true;
+      // in place on the parameters (and momentum buffers): a graph that saved one is stale
+      for (const t of written) t.storage.bumpVersion('SGD.step');
     } finally {
       for (const t of temps) t.dispose();
       // A failed step leaves no half-made momentum buffers behind (they must start from d).

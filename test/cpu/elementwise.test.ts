@@ -441,7 +441,7 @@ describe('in-place ops', () => {
     expect(() => w.add_(1)).toThrow(/nodegrad: add_: a leaf tensor that requires grad is used in an in-place operation/);
     expect(() => w.mul_(ng.tensor([2, 2]))).toThrow(/nodegrad: mul_:/);
     expect(() => w.fill_(0)).toThrow(/nodegrad: fill_:/);
-    expect(() => w.zero_()).toThrow(/nodegrad: fill_:/);
+    expect(() => w.zero_()).toThrow(/nodegrad: zero_:/);
     expect(() => w.copy_(ng.zeros([2]))).toThrow(/nodegrad: copy_:/);
     ng.noGrad(() => w.sub_(ng.tensor([1, 1]), 0.5));
     expect(w.tolist()).toEqual([0.5, 1.5]);
