@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { info, setNumThreads } from './info.js';
 import { manualSeed } from './random.js';
-import { GPT, type GPTConfig } from './models/gpt.js';
+import { GPT, checkGPTSize, type GPTConfig } from './models/gpt.js';
 import { AdamW, paramGroupsForDecay } from './optim/index.js';
 import { CharTokenizer, ByteTokenizer, tokenizerFromJSON, type Tokenizer } from './data/tokenizers.js';
 import { TokenDataset } from './data/dataset.js';
@@ -129,6 +129,12 @@ function num(o: Opts, name: string, dflt: number, check: (x: number) => boolean 
 const str = { type: 'string' } as const;
 const flag = { type: 'boolean' } as const;
 
+/** How the GPT config fields are set on the `train` command line, for error messages. */
+const TRAIN_FLAGS: Record<string, string> = {
+  nLayer: '--n-layer', nHead: '--n-head', nEmbd: '--n-embd', blockSize: '--block-size', dropout: '--dropout',
+  batchSize: '--batch', vocabSize: 'vocab',
+};
+
 async function train(argv: string[]): Promise<number> {
   const o = parse(argv, {
     data: str, tokenizer: str, preset: str, 'n-layer': str, 'n-head': str, 'n-embd': str, 'block-size': str, dropout: str,
@@ -188,9 +194,11 @@ async function train(argv: string[]): Promise<number> {
     blockSize: int(o, 'block-size', presetName === 'nano' && builtin ? 32 : base.blockSize),
     dropout: num(o, 'dropout', base.dropout ?? 0, (x) => x >= 0 && x < 1),
   };
+  const batch = int(o, 'batch', 32);
+  // sized from the flags before anything is allocated: the model, its training state and one step's activations
+  checkGPTSize(config, { op: 'train', names: TRAIN_FLAGS, labels: { vocabSize: 'the vocabulary size' }, device: device as 'cpu', training: { batchSize: batch } });
   const model = new GPT(config).to(device as 'cpu');
   const steps = int(o, 'steps', 6000, 0);
-  const batch = int(o, 'batch', 32);
   const lr = num(o, 'lr', 3e-3, (x) => x > 0);
   const wd = num(o, 'weight-decay', 0.1);
   const opt = new AdamW(paramGroupsForDecay(model.namedParameters(), wd), { lr, betas: [0.9, 0.99], weightDecay: wd });
@@ -313,7 +321,7 @@ async function finetune(argv: string[]): Promise<number> {
   console.log(`nodegrad: fine-tuning on ${train.length} examples (${val.length} for validation)${pretrained ? ` from ${o.model}` : ', a small BERT from scratch'}`);
   const res = await ft.finetuneClassifier({
     train, val, model: pretrained, epochs: int(o, 'epochs', 2), batchSize: int(o, 'batch', 32), maxLength: int(o, 'max-length', 128),
-    lr: num(o, 'lr', pretrained ? 5e-5 : 1e-3, (x) => x > 0), seed, outDir: out,
+    lr: num(o, 'lr', pretrained ? 5e-5 : 1e-3, (x) => x > 0), seed, outDir: out, names: { batchSize: '--batch', maxLength: '--max-length' },
   });
   console.log(`nodegrad: ${res.steps} steps in ${res.seconds.toFixed(1)} s; best model in ${out}/best\n`);
   console.log(res.best.report);

@@ -16,9 +16,13 @@ import type { Tensor } from '../tensor.js';
 import { MultiheadAttention } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module, parameter } from '../nn/module.js';
+import type { Device } from '../storage.js';
 import {
-  loadBertPretrained, saveBertPretrained, type BertPretrainedOptions, type SavePretrainedOptions,
+  loadBertPretrained, saveBertPretrained, type BertArchitecture, type BertPretrainedOptions, type SavePretrainedOptions,
 } from './hf.js';
+import {
+  BYTES_PER_PARAMETER, ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount, show, type ConfigSource,
+} from './sizes.js';
 
 export type BertActivation = 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu_fast' | 'relu' | 'silu' | 'swish';
 export type ProblemType = 'regression' | 'single_label_classification' | 'multi_label_classification';
@@ -69,8 +73,6 @@ const PRESETS: Record<string, BertConfig> = {
 const ACTS: readonly string[] = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu', 'silu', 'swish'];
 const PROBLEMS: readonly string[] = ['regression', 'single_label_classification', 'multi_label_classification'];
 
-function bad(what: string): Error { return new Error(`nodegrad: BertConfig: ${what}`); }
-
 /** Default label maps LABEL_0..LABEL_{n-1}, as HF writes them. */
 export function defaultLabels(n: number): { id2label: Record<number, string>; label2id: Record<string, number> } {
   const id2label: Record<number, string> = {}, label2id: Record<string, number> = {};
@@ -81,38 +83,163 @@ export function defaultLabels(n: number): { id2label: Record<number, string>; la
   return { id2label, label2id };
 }
 
-/** Fills HF's defaults and checks every field. */
-export function checkBertConfig(config: BertConfig = {}): ResolvedBertConfig {
+const INT_FIELDS = ['vocabSize', 'hiddenSize', 'numHiddenLayers', 'numAttentionHeads', 'intermediateSize', 'maxPositionEmbeddings', 'typeVocabSize', 'numLabels'] as const;
+/** Rough bytes of one default label in id2label and label2id (LABEL_123 twice, two map entries). */
+const LABEL_BYTES = 128;
+
+/** HF's defaults filled in and every field's type and range checked; no label maps yet. */
+function resolveBertConfig(config: BertConfig, e: ConfigErrors): ResolvedBertConfig {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw e.error(`${e.src.file ?? 'the config'} must be ${e.src.file ? 'a JSON object' : 'an object'} (got ${show(config)})`);
+  }
   const c: ResolvedBertConfig = { ...DEFAULTS, ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) };
-  for (const k of ['vocabSize', 'hiddenSize', 'numHiddenLayers', 'numAttentionHeads', 'intermediateSize', 'maxPositionEmbeddings', 'typeVocabSize', 'numLabels'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw bad(`${k} must be a positive integer (got ${String(c[k])})`);
+  const r = c as unknown as Record<string, unknown>;
+  const labelled = config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length : 0;
+  if (labelled > 0 && config.numLabels === undefined) c.numLabels = labelled;
+  for (const k of INT_FIELDS) e.int(r, k);
+  if (c.hiddenSize % c.numAttentionHeads !== 0) {
+    throw e.error(`${e.name('hiddenSize')} ${c.hiddenSize} must be divisible by ${e.name('numAttentionHeads')} ${c.numAttentionHeads}${e.where}`);
   }
-  if (c.hiddenSize % c.numAttentionHeads !== 0) throw bad(`hiddenSize ${c.hiddenSize} must be divisible by numAttentionHeads ${c.numAttentionHeads}`);
-  if (!ACTS.includes(c.hiddenAct)) throw bad(`hiddenAct ${JSON.stringify(c.hiddenAct)} is not supported (supported: ${ACTS.join(', ')})`);
-  for (const k of ['hiddenDropoutProb', 'attentionProbsDropoutProb'] as const) {
-    if (!(c[k] >= 0 && c[k] < 1)) throw bad(`${k} must be in [0, 1) (got ${String(c[k])})`);
-  }
-  if (c.classifierDropout !== null && !(c.classifierDropout >= 0 && c.classifierDropout < 1)) {
-    throw bad(`classifierDropout must be null or in [0, 1) (got ${String(c.classifierDropout)})`);
-  }
-  if (!(c.layerNormEps > 0)) throw bad(`layerNormEps must be positive (got ${String(c.layerNormEps)})`);
-  if (!(c.initializerRange >= 0)) throw bad(`initializerRange must be non-negative (got ${String(c.initializerRange)})`);
+  if (!ACTS.includes(c.hiddenAct)) throw e.error(`${e.label('hiddenAct')} ${show(c.hiddenAct)} is not supported (supported: ${ACTS.join(', ')})`);
+  for (const k of ['hiddenDropoutProb', 'attentionProbsDropoutProb'] as const) e.num(r, k, 0, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  if (c.classifierDropout !== null) e.num(r, 'classifierDropout', 0, (x) => x >= 0 && x < 1, 'null or in [0, 1)');
+  e.num(r, 'layerNormEps', 0, (x) => x > 0 && Number.isFinite(x), 'positive');
+  e.num(r, 'initializerRange', 0, (x) => x >= 0 && Number.isFinite(x), 'non-negative');
   if (c.padTokenId !== null && !(Number.isInteger(c.padTokenId) && c.padTokenId >= 0 && c.padTokenId < c.vocabSize)) {
-    throw bad(`padTokenId must be null or an id in [0, ${c.vocabSize}) (got ${String(c.padTokenId)})`);
+    throw e.error(`${e.label('padTokenId')} must be null or an id in [0, ${c.vocabSize}) (got ${show(c.padTokenId)})`);
   }
   if (c.problemType !== null && !PROBLEMS.includes(c.problemType)) {
-    throw bad(`problemType must be one of ${PROBLEMS.join(', ')} or null (got ${JSON.stringify(c.problemType)})`);
+    throw e.error(`${e.label('problemType')} must be one of ${PROBLEMS.join(', ')} or null (got ${show(c.problemType)})`);
   }
+  e.bool(r, 'tieWordEmbeddings', true);
+  return c;
+}
+
+/**
+ * Fills HF's defaults and checks every field. `src` says where the values came from (a
+ * config.json, options) so that errors name the file and field.
+ */
+export function checkBertConfig(config: BertConfig = {}, src: ConfigSource = {}): ResolvedBertConfig {
+  const e = new ConfigErrors(src, 'BertConfig');
+  const c = resolveBertConfig(config, e);
   const given = config.id2label && Object.keys(config.id2label).length > 0 ? config.id2label : null;
   if (given) {
     const n = Object.keys(given).length;
-    if (config.numLabels !== undefined && config.numLabels !== n) throw bad(`id2label has ${n} labels but numLabels is ${config.numLabels}`);
+    if (config.numLabels !== undefined && config.numLabels !== n) throw e.error(`id2label has ${n} labels but ${e.name('numLabels')} is ${config.numLabels}${e.where}`);
     c.numLabels = n;
     c.id2label = { ...given };
-  } else c.id2label = defaultLabels(c.numLabels).id2label;
+  } else {
+    // the default maps are built label by label: refuse a count that cannot fit first
+    checkFits(e, c.numLabels * LABEL_BYTES, (need) => `${e.label('numLabels')} ${c.numLabels}: the label names alone need ${need}`);
+    c.id2label = defaultLabels(c.numLabels).id2label;
+  }
   const l2i = config.label2id && Object.keys(config.label2id).length === c.numLabels ? config.label2id : null;
   c.label2id = l2i ? { ...l2i } : Object.fromEntries(Object.entries(c.id2label).map(([i, l]) => [l, Number(i)]));
   return c;
+}
+
+export interface BertShapeOptions {
+  /** Which model (default BertModel). */
+  arch?: BertArchitecture;
+  /** BertModel only: with the pooler (default true). */
+  pooler?: boolean;
+}
+
+/** Every parameter's name and shape (as the model's stateDict names them) from the config alone; nothing is allocated. */
+export function bertParameterShapes(config: BertConfig = {}, opts: BertShapeOptions = {}): [string, number[]][] {
+  const c = resolveBertConfig(config, new ConfigErrors({}, 'BertConfig'));
+  const arch = opts.arch ?? 'BertModel';
+  const H = c.hiddenSize, I = c.intermediateSize, p = arch === 'BertModel' ? '' : 'bert.';
+  const out: [string, number[]][] = [];
+  const wb = (name: string, shape: number[]): void => { out.push([`${name}.weight`, shape], [`${name}.bias`, [shape[0]]]); };
+  out.push([`${p}embeddings.wordEmbeddings.weight`, [c.vocabSize, H]], [`${p}embeddings.positionEmbeddings.weight`, [c.maxPositionEmbeddings, H]],
+    [`${p}embeddings.tokenTypeEmbeddings.weight`, [c.typeVocabSize, H]]);
+  wb(`${p}embeddings.layerNorm`, [H]);
+  for (let i = 0; i < c.numHiddenLayers; i++) {
+    const l = `${p}encoder.layer.${i}`;
+    wb(`${l}.attention.cAttn`, [3 * H, H]); wb(`${l}.attention.cProj`, [H, H]); wb(`${l}.attentionNorm`, [H]);
+    wb(`${l}.intermediate`, [I, H]); wb(`${l}.output`, [H, I]); wb(`${l}.outputNorm`, [H]);
+  }
+  if (arch === 'BertForSequenceClassification' || (arch === 'BertModel' && opts.pooler !== false)) wb(`${p}pooler.dense`, [H, H]);
+  if (arch === 'BertForSequenceClassification') wb('classifier', [c.numLabels, H]);
+  if (arch === 'BertForMaskedLM') {
+    wb('transformDense', [H, H]); wb('transformNorm', [H]);
+    out.push(['decoderBias', [c.vocabSize]]);
+    if (!c.tieWordEmbeddings) out.push(['decoderWeight', [c.vocabSize, H]]);
+  }
+  return out;
+}
+
+/** The exact number of parameters of a BERT model with this config (closed form: any size, nothing allocated). */
+export function bertParameterCount(config: BertConfig = {}, opts: BertShapeOptions = {}): number {
+  const c = resolveBertConfig(config, new ConfigErrors({}, 'BertConfig'));
+  const arch = opts.arch ?? 'BertModel';
+  const H = c.hiddenSize, I = c.intermediateSize;
+  // per layer: fused qkv 3H² + 3H, output H² + H, two LayerNorms 4H, MLP 2HI + I + H
+  const layer = 4 * H * H + 2 * H * I + I + 9 * H;
+  let n = (c.vocabSize + c.maxPositionEmbeddings + c.typeVocabSize) * H + 2 * H + c.numHiddenLayers * layer;
+  if (arch === 'BertForSequenceClassification' || (arch === 'BertModel' && opts.pooler !== false)) n += H * H + H;
+  if (arch === 'BertForSequenceClassification') n += c.numLabels * (H + 1);
+  if (arch === 'BertForMaskedLM') n += H * H + 3 * H + c.vocabSize + (c.tieWordEmbeddings ? 0 : c.vocabSize * H);
+  return n;
+}
+
+/**
+ * float32 bytes of the activations a training micro-batch of batchSize x seqLen keeps for
+ * backward (an estimate from below: per layer q/k/v, attention output and log-sum-exp,
+ * projections, residuals, both LayerNorms and the MLP; the embeddings; the head).
+ */
+export function bertActivationBytes(config: BertConfig, batchSize: number, seqLen: number, opts: BertShapeOptions = {}): number {
+  const c = resolveBertConfig(config, new ConfigErrors({}, 'BertConfig'));
+  const H = c.hiddenSize, perToken = c.numHiddenLayers * (10 * H + 2 * c.intermediateSize + c.numAttentionHeads) + 4 * H;
+  const head = opts.arch === 'BertForMaskedLM' ? seqLen * (2 * H + 2 * c.vocabSize) : 2 * H + 2 * c.numLabels;
+  return 4 * batchSize * (seqLen * perToken + head);
+}
+
+export interface BertSizeOptions extends ConfigSource, BertShapeOptions {
+  /** Where training runs (the weights are always built on the host first). Default: the CPU. */
+  device?: Device;
+  /** Check a training step too: weights, gradients, AdamW moments and the activations of one micro-batch. */
+  training?: { batchSize: number; seqLen?: number };
+  /** Copies of the model held at once (e.g. server workers). Default 1. */
+  copies?: number;
+}
+
+/**
+ * Checks the config (checkBertConfig), then refuses it before anything is allocated when a
+ * tensor would be larger than JavaScript can hold or the model (or a training step) needs
+ * more memory than is available, saying how much it needs.
+ */
+export function checkBertSize(config: BertConfig = {}, opts: BertSizeOptions = {}): ResolvedBertConfig {
+  const arch = opts.arch ?? 'BertModel';
+  const c = resolveBertConfig(config, new ConfigErrors(opts, 'BertConfig'));
+  const e = new ConfigErrors(opts, arch);
+  const n = (k: keyof BertConfig): string => `${e.name(k)} ${c[k] as number}`;
+  const params = bertParameterCount(c, { arch, pooler: opts.pooler });
+  const copies = opts.copies ?? 1;
+  const fields: (keyof BertConfig)[] = ['numHiddenLayers', 'hiddenSize', 'numAttentionHeads', 'intermediateSize', 'vocabSize', 'maxPositionEmbeddings'];
+  if (arch === 'BertForSequenceClassification') fields.push('numLabels');
+  const subject = `${e.subject} (${e.describe(c as unknown as Record<string, unknown>, fields)})`;
+  checkFits(e, params * BYTES_PER_PARAMETER.inference * copies,
+    (need) => `${subject} needs ${need} for ${formatCount(params)} parameters (float32${copies > 1 ? `, ${copies} copies` : ''})`);
+  checkTensorElements(e, `the word embedding (${n('vocabSize')} x ${n('hiddenSize')})`, c.vocabSize * c.hiddenSize);
+  checkTensorElements(e, `the position embedding (${n('maxPositionEmbeddings')} x ${n('hiddenSize')})`, c.maxPositionEmbeddings * c.hiddenSize);
+  checkTensorElements(e, `the token type embedding (${n('typeVocabSize')} x ${n('hiddenSize')})`, c.typeVocabSize * c.hiddenSize);
+  checkTensorElements(e, `an MLP weight (${n('intermediateSize')} x ${n('hiddenSize')})`, c.intermediateSize * c.hiddenSize);
+  if (arch === 'BertForSequenceClassification') checkTensorElements(e, `the classifier (${n('numLabels')} x ${n('hiddenSize')})`, c.numLabels * c.hiddenSize);
+  const t = opts.training;
+  if (t) {
+    const T = t.seqLen ?? c.maxPositionEmbeddings;
+    const device = opts.device ?? 'cpu';
+    const state = params * BYTES_PER_PARAMETER.training;
+    const step = `a training step of ${e.name('batchSize')} ${t.batchSize} x ${e.name('seqLen')} ${T}`;
+    const act = bertActivationBytes(c, t.batchSize, T, { arch });
+    checkFits(e, state + act, (need) => `${subject}: ${step} needs ${need}${device === 'cpu' ? '' : ` on ${device}`} (${formatBytes(act)} of activations, ` +
+      `${formatBytes(state)} for ${formatCount(params)} parameters with their gradients and AdamW moments)`, device);
+    checkTensorElements(e, `${step}: the token batch`, t.batchSize * T);
+    if (device === 'cpu') checkTensorElements(e, `${step}: its MLP activations (x ${n('intermediateSize')})`, t.batchSize * T * c.intermediateSize);
+  }
+  return checkBertConfig(config, opts);
 }
 
 function activate(name: BertActivation, x: Tensor): Tensor {
@@ -258,7 +385,7 @@ export class BertModel extends Module {
 
   constructor(config: BertConfig = {}, opts: { addPoolingLayer?: boolean } = {}) {
     super();
-    const c = checkBertConfig(config);
+    const c = checkBertSize(config, { arch: 'BertModel', pooler: opts.addPoolingLayer !== false });
     this.config = c;
     this.embeddings = new BertEmbeddings(c);
     this.encoder = new BertEncoder(c);
@@ -295,6 +422,7 @@ export class BertForSequenceClassification extends Module {
 
   constructor(config: BertConfig = {}) {
     super();
+    checkBertSize(config, { arch: 'BertForSequenceClassification' });
     this.bert = new BertModel(config);
     const c = this.config = this.bert.config;
     this.dropout = new Dropout(c.classifierDropout ?? c.hiddenDropoutProb);
@@ -302,6 +430,10 @@ export class BertForSequenceClassification extends Module {
     initWeights(this.classifier, c.initializerRange);
   }
   get numLabels(): number { return this.config.numLabels; }
+  /** float32 bytes of the activations a training micro-batch keeps for backward (see bertActivationBytes). */
+  activationBytes(batchSize: number, seqLen: number): number {
+    return bertActivationBytes(this.config, batchSize, seqLen, { arch: 'BertForSequenceClassification' });
+  }
 
   forward(inputs: BertClassificationInputs): BertHeadOutput {
     const out = this.bert.forward(inputs);
@@ -363,6 +495,7 @@ export class BertForMaskedLM extends Module {
 
   constructor(config: BertConfig = {}) {
     super();
+    checkBertSize(config, { arch: 'BertForMaskedLM' });
     this.bert = new BertModel(config, { addPoolingLayer: false });
     const c = this.config = this.bert.config;
     this.transformDense = new Linear(c.hiddenSize, c.hiddenSize);
@@ -370,6 +503,11 @@ export class BertForMaskedLM extends Module {
     this.decoderBias = parameter(zeros([c.vocabSize]));
     this.decoderWeight = c.tieWordEmbeddings ? null : parameter(randn([c.vocabSize, c.hiddenSize], { std: c.initializerRange }));
     initWeights(this.transformDense, c.initializerRange);
+  }
+
+  /** float32 bytes of the activations a training micro-batch keeps for backward (see bertActivationBytes). */
+  activationBytes(batchSize: number, seqLen: number): number {
+    return bertActivationBytes(this.config, batchSize, seqLen, { arch: 'BertForMaskedLM' });
   }
 
   forward(inputs: BertMaskedLMInputs): BertHeadOutput {

@@ -19,7 +19,11 @@ import { generate, generateStream, type GenerateOptions } from '../generate.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
-import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
+import { loadSafetensors, openSafetensors, safetensorsWriter, type SafetensorsReader } from '../io/safetensors.js';
+import type { Device } from '../storage.js';
+import {
+  BYTES_PER_PARAMETER, ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount, show, type ConfigSource,
+} from './sizes.js';
 import { loadGPT2Pretrained, saveGPT2Pretrained, type SavePretrainedOptions } from './hf.js';
 
 export interface GPTConfig {
@@ -56,20 +60,159 @@ const PRESETS: Record<string, GPTConfig> = {
   mini: { vocabSize: 256, blockSize: 256, nLayer: 6, nHead: 6, nEmbd: 192, dropout: 0.1, bias: true },
 };
 
-export function checkGPTConfig(c: GPTConfig): Required<GPTConfig> {
-  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`nodegrad: GPT: config.${k} must be a positive integer (got ${String(c[k])})`);
+const SIZE_FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const;
+
+/**
+ * Fills the defaults and checks every field: sizes are positive safe integers, nHead
+ * divides nEmbd, the rest have their types and ranges. `src` says where the values came
+ * from (a config.json, CLI flags) so that errors name the file and field or the flag.
+ */
+export function checkGPTConfig(config: GPTConfig, src: ConfigSource = {}): Required<GPTConfig> {
+  const e = new ConfigErrors(src, 'GPT');
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw e.error(`${src.file ?? 'the config'} must be ${src.file ? 'a JSON object' : 'an object'} (got ${show(config)})`);
   }
-  if (c.nEmbd % c.nHead !== 0) throw new Error(`nodegrad: GPT: nEmbd ${c.nEmbd} must be divisible by nHead ${c.nHead}`);
-  const dropout = c.dropout ?? 0;
-  if (!(dropout >= 0 && dropout < 1)) throw new Error(`nodegrad: GPT: dropout must be in [0, 1) (got ${dropout})`);
-  const layerNormEps = c.layerNormEps ?? 1e-5;
-  if (!(layerNormEps > 0)) throw new Error(`nodegrad: GPT: layerNormEps must be positive (got ${layerNormEps})`);
-  const padVocabMultiple = c.padVocabMultiple ?? 0;
-  if (!Number.isInteger(padVocabMultiple) || padVocabMultiple < 0) {
-    throw new Error(`nodegrad: GPT: padVocabMultiple must be a non-negative integer (got ${String(c.padVocabMultiple)})`);
+  const c = config as unknown as Record<string, unknown>;
+  for (const k of SIZE_FIELDS) e.int(c, k);
+  if (config.nEmbd % config.nHead !== 0) {
+    throw e.error(`${e.name('nEmbd')} ${config.nEmbd} must be divisible by ${e.name('nHead')} ${config.nHead}${e.where}`);
   }
-  return { ...c, dropout, bias: c.bias ?? true, layerNormEps, checkpoint: c.checkpoint ?? false, padVocabMultiple };
+  const dropout = e.num(c, 'dropout', 0, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+  const layerNormEps = e.num(c, 'layerNormEps', 1e-5, (x) => x > 0 && Number.isFinite(x), 'a positive number');
+  const padVocabMultiple = e.num(c, 'padVocabMultiple', 0, (x) => Number.isSafeInteger(x) && x >= 0, 'a non-negative integer');
+  const bias = e.bool(c, 'bias', true), checkpoint = e.bool(c, 'checkpoint', false);
+  return { ...config, dropout, bias, layerNormEps, checkpoint, padVocabMultiple };
+}
+
+/** Every parameter's name and shape, in stateDict order, from the config alone (nothing is allocated). */
+export function gptParameterShapes(config: GPTConfig): [string, number[]][] {
+  const c = checkGPTConfig(config);
+  const C = c.nEmbd, out: [string, number[]][] = [['wte.weight', [c.vocabSize, C]], ['wpe.weight', [c.blockSize, C]]];
+  const wb = (name: string, shape: number[]): void => {
+    out.push([`${name}.weight`, shape]);
+    if (c.bias) out.push([`${name}.bias`, [shape[0]]]);
+  };
+  for (let i = 0; i < c.nLayer; i++) {
+    wb(`h.${i}.ln1`, [C]); wb(`h.${i}.attn.cAttn`, [3 * C, C]); wb(`h.${i}.attn.cProj`, [C, C]);
+    wb(`h.${i}.ln2`, [C]); wb(`h.${i}.mlp.cFc`, [4 * C, C]); wb(`h.${i}.mlp.cProj`, [C, 4 * C]);
+  }
+  wb('lnF', [C]);
+  return out;
+}
+
+/** The exact number of parameters of a GPT with this config (closed form: any size, nothing allocated). */
+export function gptParameterCount(config: GPTConfig): number {
+  const c = checkGPTConfig(config);
+  const C = c.nEmbd, b = c.bias ? 1 : 0;
+  // per block: ln1, ln2 (C each, + bias), qkv 3C², out proj C², MLP 4C² + 4C², biases 3C + C + 4C + C
+  const block = 12 * C * C + 2 * C * (1 + b) + 9 * C * b;
+  return (c.vocabSize + c.blockSize) * C + c.nLayer * block + C * (1 + b);
+}
+
+/**
+ * float32 bytes of the activations one training micro-batch of batchSize x seqLen keeps for
+ * backward (an estimate from below: per block the LayerNorm outputs, q/k/v, attention
+ * output and log-sum-exp, projections, residuals and both MLP activations; the embeddings;
+ * the logits and their softmax). With checkpointing a block keeps only its input.
+ */
+export function gptActivationBytes(config: GPTConfig, batchSize: number, seqLen: number): number {
+  const c = checkGPTConfig(config);
+  const C = c.nEmbd;
+  const perBlock = c.checkpoint ? C : 18 * C + c.nHead;
+  return 4 * batchSize * seqLen * (c.nLayer * perBlock + 3 * C + 2 * c.vocabSize);
+}
+
+export interface GPTSizeOptions extends ConfigSource {
+  /** Where training runs (the weights are always built on the host first). Default: the CPU. */
+  device?: Device;
+  /** Check a training step too: weights, gradients, AdamW moments and the activations of one micro-batch. */
+  training?: { batchSize: number; seqLen?: number };
+  /** Copies of the model held at once (e.g. server workers). Default 1. */
+  copies?: number;
+}
+
+/**
+ * Checks the config (checkGPTConfig), then refuses it before anything is allocated when a
+ * tensor would be larger than JavaScript can hold or the model (or a training step) needs
+ * more memory than is available, saying how much it needs.
+ */
+export function checkGPTSize(config: GPTConfig, opts: GPTSizeOptions = {}): Required<GPTConfig> {
+  const c = checkGPTConfig(config, opts);
+  const e = new ConfigErrors(opts, 'GPT');
+  const n = (k: keyof GPTConfig): string => `${e.name(k)} ${c[k] as number}`;
+  const params = gptParameterCount(c);
+  const copies = opts.copies ?? 1;
+  const subject = `${e.subject} (${e.describe(c, ['nLayer', 'nHead', 'nEmbd', 'vocabSize', 'blockSize'])})`;
+  const copiesText = copies > 1 ? `, ${copies} copies` : '';
+  checkFits(e, params * BYTES_PER_PARAMETER.inference * copies,
+    (need) => `${subject} needs ${need} for ${formatCount(params)} parameters (float32${copiesText})`);
+  checkTensorElements(e, `the token embedding (${n('vocabSize')} x ${n('nEmbd')})`, c.vocabSize * c.nEmbd);
+  checkTensorElements(e, `the position embedding (${n('blockSize')} x ${n('nEmbd')})`, c.blockSize * c.nEmbd);
+  checkTensorElements(e, `an MLP weight (4 x ${n('nEmbd')} x ${n('nEmbd')})`, 4 * c.nEmbd * c.nEmbd);
+  const t = opts.training;
+  if (t) {
+    const T = t.seqLen ?? c.blockSize;
+    const device = opts.device ?? 'cpu';
+    const state = params * BYTES_PER_PARAMETER.training;
+    const step = `a training step of ${e.name('batchSize')} ${t.batchSize} x ${e.name('blockSize')} ${T}`;
+    const act = gptActivationBytes(c, t.batchSize, T);
+    checkFits(e, state + act, (need) => `${subject}: ${step} needs ${need}${device === 'cpu' ? '' : ` on ${device}`} (${formatBytes(act)} of activations, ` +
+      `${formatBytes(state)} for ${formatCount(params)} parameters with their gradients and AdamW moments)`, device);
+    checkTensorElements(e, `${step}: the token batch`, t.batchSize * T);
+    if (device === 'cpu') checkTensorElements(e, `${step}: its logits (x ${n('vocabSize')})`, t.batchSize * T * c.vocabSize);
+  }
+  return c;
+}
+
+/**
+ * Reads config.json of a directory written by save() (or a trainer checkpoint) and checks
+ * it, its size and the header of model.safetensors against it (every tensor the config
+ * implies is present with its shape, and no other), reading no weights and allocating no
+ * model. Errors name the file and the field.
+ */
+export async function inspectGPTCheckpoint(dir: string, opts: GPTSizeOptions = {}): Promise<{ dir: string; config: Required<GPTConfig> }> {
+  const op = opts.op ?? 'GPT.load';
+  const d = await resolveCheckpointDir(dir);
+  const file = path.join(d, 'config.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`nodegrad: ${op}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  const src = { ...opts, op, file };
+  checkGPTConfig(raw as GPTConfig, src);
+  const r = raw as Record<string, unknown>;
+  const config = checkGPTSize({
+    vocabSize: r.vocabSize, blockSize: r.blockSize, nLayer: r.nLayer, nHead: r.nHead, nEmbd: r.nEmbd,
+    dropout: r.dropout, bias: r.bias, layerNormEps: r.layerNormEps,
+  } as GPTConfig, src);
+  const weights = path.join(d, 'model.safetensors');
+  let reader: SafetensorsReader;
+  try {
+    reader = await openSafetensors(weights);
+  } catch (e) {
+    const m = (e as Error).message;
+    throw new Error(m.startsWith('nodegrad:') ? m : `nodegrad: ${op}: cannot read ${weights}: ${m}`);
+  }
+  try {
+    const want = gptParameterShapes(config);
+    const names = new Set(want.map(([k]) => k));
+    for (const [k, shape] of want) {
+      if (!reader.has(k)) throw new Error(`nodegrad: ${op}: ${weights} has no tensor "${k}" (expected shape ${fmt(shape)} for the config in ${file})`);
+      const got = reader.info(k).shape;
+      if (fmt(got) !== fmt(shape)) {
+        throw new Error(`nodegrad: ${op}: tensor "${k}" in ${weights} has shape ${fmt(got)} but the config in ${file} needs ${fmt(shape)}`);
+      }
+    }
+    const extra = reader.keys().filter((k) => !names.has(k));
+    if (extra.length) {
+      throw new Error(`nodegrad: ${op}: ${weights} has tensors the config in ${file} has no place for: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? `, ... (${extra.length} in all)` : ''}`);
+    }
+  } finally {
+    await reader.close();
+  }
+  return { dir: d, config };
 }
 
 export interface GPTForwardOptions {
@@ -98,7 +241,7 @@ export class GPT extends Module {
 
   constructor(config: GPTConfig) {
     super();
-    const c = checkGPTConfig(config);
+    const c = checkGPTSize(config);
     this.config = c;
     this.wte = new Embedding(c.vocabSize, c.nEmbd);
     this.wpe = new Embedding(c.blockSize, c.nEmbd);
@@ -210,19 +353,13 @@ export class GPT extends Module {
     });
   }
 
-  /** Loads a model written by save() (or a trainer checkpoint directory). */
+  /**
+   * Loads a model written by save() (or a trainer checkpoint directory). The config and the
+   * weights' header are checked before the model is built (inspectGPTCheckpoint).
+   */
   static async load(dir: string): Promise<GPT> {
-    const d = await resolveCheckpointDir(dir);
-    let config: GPTConfig;
-    try {
-      config = JSON.parse(await readFile(path.join(d, 'config.json'), 'utf8')) as GPTConfig;
-    } catch (e) {
-      throw new Error(`nodegrad: GPT.load: cannot read ${path.join(d, 'config.json')}: ${(e as Error).message}`);
-    }
-    const model = new GPT({
-      vocabSize: config.vocabSize, blockSize: config.blockSize, nLayer: config.nLayer, nHead: config.nHead,
-      nEmbd: config.nEmbd, dropout: config.dropout, bias: config.bias, layerNormEps: config.layerNormEps,
-    });
+    const { dir: d, config } = await inspectGPTCheckpoint(dir);
+    const model = new GPT(config);
     const { tensors } = await loadSafetensors(path.join(d, 'model.safetensors'));
     try {
       model.loadStateDict(tensors);
@@ -230,6 +367,11 @@ export class GPT extends Module {
       for (const t of tensors.values()) t.dispose();
     }
     return model;
+  }
+
+  /** float32 bytes of the activations a training micro-batch keeps for backward (see gptActivationBytes). */
+  activationBytes(batchSize: number, seqLen = this.config.blockSize): number {
+    return gptActivationBytes(this.config, batchSize, seqLen);
   }
 
   newKVCache(): LayerKVCache[] { return emptyKVCache(this.config.nLayer); }

@@ -22,9 +22,10 @@ import type { Module } from '../nn/module.js';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { openSafetensors, safetensorsWriter, type SafetensorsReader } from '../io/safetensors.js';
 import {
-  BertForMaskedLM, BertForSequenceClassification, BertModel, type BertActivation, type BertConfig, type ProblemType,
+  BertForMaskedLM, BertForSequenceClassification, BertModel, bertParameterShapes, checkBertSize,
+  type BertActivation, type BertConfig, type ProblemType,
 } from './bert.js';
-import { GPT, type GPTConfig } from './gpt.js';
+import { GPT, checkGPTSize, gptParameterShapes, type GPTConfig } from './gpt.js';
 
 export type BertArchitecture = 'BertModel' | 'BertForSequenceClassification' | 'BertForMaskedLM';
 /** Overrides of config.json's fields (e.g. { numLabels: 3 } for a fresh classifier). */
@@ -55,12 +56,18 @@ class Fields {
   err(key: string, what: string): Error {
     return new Error(`nodegrad: loadHFConfig: field "${key}" of ${this.file} ${what} (got ${JSON.stringify(this.raw[key])})`);
   }
-  num(key: string, def: number, int = false): number {
+  num(key: string, def: number): number {
     const v = this.raw[key] ?? def;
-    if (typeof v !== 'number' || !Number.isFinite(v) || (int && !Number.isInteger(v))) throw this.err(key, `must be ${int ? 'an integer' : 'a number'}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw this.err(key, 'must be a number');
     return v;
   }
-  int(key: string, def: number): number { return this.num(key, def, true); }
+  /** A size or id: a safe integer >= min (null is not a size). */
+  int(key: string, def: number, min = 1): number {
+    const v = this.raw[key] === undefined ? def : this.raw[key];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw this.err(key, 'must be an integer');
+    if (v < min) throw this.err(key, `must be ${min === 1 ? 'a positive integer' : `an integer >= ${min}`}`);
+    return v;
+  }
   str(key: string, def: string): string {
     const v = this.raw[key] ?? def;
     if (typeof v !== 'string') throw this.err(key, 'must be a string');
@@ -105,7 +112,7 @@ function bertConfig(f: Fields): BertConfig {
     hiddenAct: f.str('hidden_act', 'gelu') as BertActivation, hiddenDropoutProb: f.num('hidden_dropout_prob', 0.1),
     attentionProbsDropoutProb: f.num('attention_probs_dropout_prob', 0.1), maxPositionEmbeddings: f.int('max_position_embeddings', 512),
     typeVocabSize: f.int('type_vocab_size', 2), layerNormEps: f.num('layer_norm_eps', 1e-12),
-    padTokenId: f.raw.pad_token_id === null ? null : f.int('pad_token_id', 0), initializerRange: f.num('initializer_range', 0.02),
+    padTokenId: f.raw.pad_token_id === null ? null : f.int('pad_token_id', 0, 0), initializerRange: f.num('initializer_range', 0.02),
     classifierDropout: cd === undefined || cd === null ? null : f.num('classifier_dropout', 0),
     numLabels: id2label ? Object.keys(id2label).length : f.int('num_labels', 2), id2label,
     label2id: l2i && typeof l2i === 'object' ? l2i as Record<string, number> : undefined,
@@ -217,13 +224,24 @@ function bertBaseRules(p: string, nLayer: number, pooler: boolean): Rule[] {
   return rules;
 }
 
-function bertPlan(model: BertModel | BertForSequenceClassification | BertForMaskedLM): Plan {
-  const L = model.config.numHiddenLayers;
+/** The model a BERT plan is for: its class, layers, whether it has a pooler (BertModel) and an untied decoder (BertForMaskedLM). */
+interface BertLayout { arch: BertArchitecture; layers: number; pooler: boolean; untiedDecoder: boolean }
+
+function bertLayout(model: BertModel | BertForSequenceClassification | BertForMaskedLM): BertLayout {
+  const arch = model instanceof BertModel ? 'BertModel' : model instanceof BertForSequenceClassification ? 'BertForSequenceClassification' : 'BertForMaskedLM';
+  return {
+    arch, layers: model.config.numHiddenLayers, pooler: model instanceof BertModel ? model.pooler !== null : true,
+    untiedDecoder: model instanceof BertForMaskedLM && model.decoderWeight !== null,
+  };
+}
+
+function bertPlan(m: BertLayout): Plan {
+  const L = m.layers;
   const buffers = [/^embeddings\.(position_ids|token_type_ids)$/];
-  if (model instanceof BertModel) {
-    return { what: 'BertModel', basePrefix: 'bert.', exportPrefix: '', rules: bertBaseRules('', L, model.pooler !== null), ignore: [...buffers, /^cls\./] };
+  if (m.arch === 'BertModel') {
+    return { what: 'BertModel', basePrefix: 'bert.', exportPrefix: '', rules: bertBaseRules('', L, m.pooler), ignore: [...buffers, /^cls\./] };
   }
-  if (model instanceof BertForSequenceClassification) {
+  if (m.arch === 'BertForSequenceClassification') {
     return {
       what: 'BertForSequenceClassification', basePrefix: 'bert.', exportPrefix: 'bert.', ignore: [...buffers, /^cls\./],
       rules: [...bertBaseRules('bert.', L, true), ...wb('classifier', 'classifier', 'copy', { base: false, optional: true })],
@@ -236,9 +254,9 @@ function bertPlan(model: BertModel | BertForSequenceClassification | BertForMask
     ...wb('transformNorm', 'cls.predictions.transform.LayerNorm', 'copy', head),
     rule('decoderBias', 'cls.predictions.bias', 'copy', { ...head, alt: 'cls.predictions.decoder.bias' }),
   ];
-  if (model.decoderWeight) rules.push(rule('decoderWeight', 'cls.predictions.decoder.weight', 'copy', head));
+  if (m.untiedDecoder) rules.push(rule('decoderWeight', 'cls.predictions.decoder.weight', 'copy', head));
   const ignore = [...buffers, /^pooler\./, /^cls\.seq_relationship\./, /^cls\.predictions\.decoder\.bias$/];
-  if (!model.decoderWeight) ignore.push(/^cls\.predictions\.decoder\.weight$/);
+  if (!m.untiedDecoder) ignore.push(/^cls\.predictions\.decoder\.weight$/);
   return { what: 'BertForMaskedLM', basePrefix: 'bert.', exportPrefix: 'bert.', rules, ignore };
 }
 
@@ -297,12 +315,23 @@ async function openWeights(dir: string, what: string): Promise<{ sources: Source
   }
 }
 
-/** Copies a Hugging Face checkpoint into model's parameters following plan. */
-async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void> {
+/** The checkpoint's tensors matched to the rules of a plan; the readers stay open until close(). */
+interface Matched {
+  jobs: { r: Rule; srcs: Source[] }[];
+  missingHeads: string[];
+  unexpected: string[];
+  close: () => Promise<void>;
+}
+
+/**
+ * Matches a Hugging Face checkpoint's tensors to plan's rules, checking names and shapes
+ * (from the safetensors headers) against the shapes the config implies, before any model
+ * exists: a config that disagrees with the weights fails without allocating.
+ */
+async function matchWeights(dir: string, plan: Plan, shapesOf: Map<string, number[]>): Promise<Matched> {
   const what = `${plan.what}.fromPretrained`;
   const { sources, close } = await openWeights(dir, what);
   const missingHeads: string[] = [];
-  let unexpected: string[] = [];
   try {
     const byName = new Map<string, Source>();
     const prefixed = sources.some((s) => s.key.startsWith(plan.basePrefix));
@@ -314,12 +343,12 @@ async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void
       byName.set(n, s);
     }
     const shown = (r: Rule, n: string) => (r.base && prefixed ? plan.basePrefix + n : n);
-    const sd = model.stateDict();
-    const jobs: { r: Rule; param: Tensor; srcs: Source[] }[] = [];
+    const jobs: Matched['jobs'] = [];
     const used = new Set<string>();
     for (const r of plan.rules) {
-      const param = sd[r.ours];
-      const shapes = hfShapes(r, param.shape);
+      const shape = shapesOf.get(r.ours);
+      if (!shape) throw new Error(`nodegrad: ${what}: internal: no parameter ${r.ours} for the config`);
+      const shapes = hfShapes(r, shape);
       const names = !r.hf.every((n) => byName.has(n)) && r.alt && byName.has(r.alt) ? [r.alt] : r.hf;
       const absent = names.findIndex((n) => !byName.has(n));
       if (absent >= 0) {
@@ -338,10 +367,23 @@ async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void
         used.add(n);
         return s;
       });
-      jobs.push({ r, param, srcs });
+      jobs.push({ r, srcs });
     }
-    unexpected = [...byName.entries()].filter(([n]) => !used.has(n) && !plan.ignore.some((re) => re.test(n))).map(([, s]) => s.key);
-    for (const { r, param, srcs } of jobs) {
+    const unexpected = [...byName.entries()].filter(([n]) => !used.has(n) && !plan.ignore.some((re) => re.test(n))).map(([, s]) => s.key);
+    return { jobs, missingHeads, unexpected, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** Copies matched tensors into model's parameters one at a time, then closes the readers. */
+async function copyWeights(model: Module, m: Matched, plan: Plan, dir: string): Promise<void> {
+  const what = `${plan.what}.fromPretrained`;
+  try {
+    const sd = model.stateDict();
+    for (const { r, srcs } of m.jobs) {
+      const param = sd[r.ours];
       const ts: Tensor[] = [];
       try {
         for (const s of srcs) ts.push(await s.reader.get(s.key));
@@ -355,22 +397,86 @@ async function loadWeights(model: Module, dir: string, plan: Plan): Promise<void
       }
     }
   } finally {
-    await close();
+    await m.close();
   }
-  if (missingHeads.length) {
-    console.warn(`nodegrad: ${what}: newly initialised (not in the checkpoint at ${dir}): ${missingHeads.join(', ')}; train the model before relying on its outputs`);
+  if (m.missingHeads.length) {
+    console.warn(`nodegrad: ${what}: newly initialised (not in the checkpoint at ${dir}): ${m.missingHeads.join(', ')}; train the model before relying on its outputs`);
   }
-  if (unexpected.length) console.warn(`nodegrad: ${what}: tensors of the checkpoint at ${dir} that were not used: ${unexpected.join(', ')}`);
+  if (m.unexpected.length) console.warn(`nodegrad: ${what}: tensors of the checkpoint at ${dir} that were not used: ${m.unexpected.join(', ')}`);
+}
+
+/** Builds a model once its checkpoint matched, copying the weights in; the readers are closed either way. */
+async function buildAndCopy<M extends Module>(build: () => M, m: Matched, plan: Plan, dir: string): Promise<M> {
+  let model: M;
+  try {
+    model = build();
+  } catch (e) {
+    await m.close();
+    throw e;
+  }
+  await copyWeights(model, m, plan, dir);
+  return model;
+}
+
+/** How our GPT config fields are called in a GPT-2 config.json. */
+const GPT2_NAMES: Record<string, string> = {
+  vocabSize: 'vocab_size', blockSize: 'n_positions', nLayer: 'n_layer', nHead: 'n_head', nEmbd: 'n_embd',
+  dropout: 'resid_pdrop', layerNormEps: 'layer_norm_epsilon',
+};
+const snake = (k: string): string => k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
+
+/** What a size check of a checkpoint may add: the operation named in errors, copies held at once (server workers). */
+export interface PretrainedCheckOptions { op?: string; copies?: number }
+
+/** config.json, the model's size and the weights' headers checked against each other; no model is allocated yet. */
+async function prepareGPT2(dir: string, check: PretrainedCheckOptions = {}) {
+  const op = check.op ?? 'GPT.fromPretrained';
+  const hf = await loadHFConfig(dir);
+  if (hf.modelType !== 'gpt2') throw new Error(`nodegrad: ${op}: ${dir} holds a ${hf.modelType} model, not gpt2`);
+  const config = checkGPTSize(hf.config, { op, file: path.join(dir, 'config.json'), names: GPT2_NAMES, copies: check.copies });
+  const plan = gptPlan(config.nLayer);
+  const matched = await matchWeights(dir, plan, new Map(gptParameterShapes(config)));
+  return { hf, config, plan, matched };
+}
+
+async function prepareBert(dir: string, arch: BertArchitecture, opts: BertPretrainedOptions, check: PretrainedCheckOptions = {}) {
+  const op = check.op ?? `${arch}.fromPretrained`;
+  const hf = await loadHFConfig(dir);
+  if (hf.modelType !== 'bert') throw new Error(`nodegrad: ${op}: ${dir} holds a ${hf.modelType} model, not bert`);
+  const config: BertConfig = { ...hf.config };
+  if (opts.numLabels !== undefined && opts.numLabels !== config.numLabels && opts.id2label === undefined) {
+    config.id2label = config.label2id = undefined;
+  }
+  const names: Record<string, string> = {}, labels: Record<string, string> = {};
+  for (const k of Object.keys(config)) names[k] = snake(k);
+  for (const [k, v] of Object.entries(opts)) {
+    if (v === undefined) continue;
+    (config as Record<string, unknown>)[k] = v;
+    names[k] = k;
+    labels[k] = `option ${k}`;
+  }
+  const resolved = checkBertSize(config, { arch, op, file: path.join(dir, 'config.json'), names, labels, copies: check.copies });
+  const plan = bertPlan({ arch, layers: resolved.numHiddenLayers, pooler: true, untiedDecoder: !resolved.tieWordEmbeddings });
+  const matched = await matchWeights(dir, plan, new Map(bertParameterShapes(resolved, { arch })));
+  return { hf, config, plan, matched };
+}
+
+/**
+ * Checks a Hugging Face directory as fromPretrained would before it allocates: config.json
+ * (types, ranges), the model's size against the memory available (times `copies`) and the
+ * weights' headers against the config. Reads no weights.
+ */
+export async function inspectPretrained(dir: string, arch: 'GPT' | BertArchitecture, check: PretrainedCheckOptions = {}): Promise<void> {
+  const p = arch === 'GPT' ? await prepareGPT2(dir, check) : await prepareBert(dir, arch, {}, check);
+  await p.matched.close();
 }
 
 /** A Hugging Face GPT-2 directory (GPT2LMHeadModel or GPT2Model weights) as a GPT, in eval mode. */
 export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
   dir = await resolveCheckpointDir(dir, { missingOk: true }); // finishes a save that was interrupted
-  const hf = await loadHFConfig(dir);
-  if (hf.modelType !== 'gpt2') throw new Error(`nodegrad: GPT.fromPretrained: ${dir} holds a ${hf.modelType} model, not gpt2`);
-  const config = hf.config;
-  const model = new GPT(config);
-  await loadWeights(model, dir, gptPlan(config.nLayer));
+  // config, size and weights header are checked before the model is allocated
+  const { hf, config, plan, matched } = await prepareGPT2(dir);
+  const model = await buildAndCopy(() => new GPT(config), matched, plan, dir);
   RAW.set(model, hf.raw);
   return model.eval();
 }
@@ -379,16 +485,10 @@ export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
 export async function loadBertPretrained(dir: string, arch: BertArchitecture, opts: BertPretrainedOptions = {}):
   Promise<BertModel | BertForSequenceClassification | BertForMaskedLM> {
   dir = await resolveCheckpointDir(dir, { missingOk: true });
-  const hf = await loadHFConfig(dir);
-  if (hf.modelType !== 'bert') throw new Error(`nodegrad: ${arch}.fromPretrained: ${dir} holds a ${hf.modelType} model, not bert`);
-  const config: BertConfig = { ...hf.config };
-  if (opts.numLabels !== undefined && opts.numLabels !== config.numLabels && opts.id2label === undefined) {
-    config.id2label = config.label2id = undefined;
-  }
-  for (const [k, v] of Object.entries(opts)) if (v !== undefined) (config as Record<string, unknown>)[k] = v;
-  const model = arch === 'BertModel' ? new BertModel(config)
-    : arch === 'BertForSequenceClassification' ? new BertForSequenceClassification(config) : new BertForMaskedLM(config);
-  await loadWeights(model, dir, bertPlan(model));
+  // config, size and weights header are checked before the model is allocated
+  const { hf, config, plan, matched } = await prepareBert(dir, arch, opts);
+  const model = await buildAndCopy(() => (arch === 'BertModel' ? new BertModel(config)
+    : arch === 'BertForSequenceClassification' ? new BertForSequenceClassification(config) : new BertForMaskedLM(config)), matched, plan, dir);
   RAW.set(model, hf.raw);
   return model.eval();
 }
@@ -453,6 +553,6 @@ export async function saveGPT2Pretrained(model: GPT, dir: string, opts: SavePret
 /** Writes a BERT model as the matching Hugging Face class's directory. */
 export async function saveBertPretrained(model: BertModel | BertForSequenceClassification | BertForMaskedLM, dir: string,
   opts: SavePretrainedOptions = {}): Promise<void> {
-  const plan = bertPlan(model);
+  const plan = bertPlan(bertLayout(model));
   await saveWeights(model, dir, plan, bertConfigJSON(model, plan.what as BertArchitecture, RAW.get(model)), opts);
 }

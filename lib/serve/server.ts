@@ -70,10 +70,28 @@ export async function detectModelKind(dir: string): Promise<{ dir: string; kind:
   } catch (e) {
     throw new Error(`nodegrad serve: --model ${dir}: cannot read config.json (${(e as Error).message})`);
   }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new Error(`nodegrad serve: --model ${dir}: ${path.join(d, 'config.json')} is not a JSON object (got ${JSON.stringify(raw)})`);
+  }
   const type = raw.model_type ?? raw.modelType;
   if (type === 'nodegrad-gpt' || (type === undefined && typeof raw.nLayer === 'number')) return { dir: d, kind: 'gpt' };
   if (type === 'gpt2' || type === 'bert') return { dir: d, kind: type };
   throw new Error(`nodegrad serve: --model ${dir}: model type ${JSON.stringify(type)} is not servable (nodegrad GPT, gpt2 or bert)`);
+}
+
+/**
+ * Checks a model directory as loading it would, before any worker starts: config.json's
+ * fields, the model's size times `copies` (one per worker) against the memory available,
+ * and the weights' headers against the config. Reads no weights.
+ */
+async function inspectModelDir(dir: string, kind: ModelKind, copies: number): Promise<void> {
+  if (kind === 'gpt') {
+    const { inspectGPTCheckpoint } = await import('../models/gpt.js');
+    await inspectGPTCheckpoint(dir, { op: 'serve', copies });
+  } else {
+    const { inspectPretrained } = await import('../models/hf.js');
+    await inspectPretrained(dir, kind === 'gpt2' ? 'GPT' : 'BertForSequenceClassification', { op: 'serve', copies });
+  }
 }
 
 async function loadTokenizer(dir: string, kind: ModelKind): Promise<TextTokenizer> {
@@ -200,8 +218,9 @@ export class InferenceServer {
     if (this.options.threads !== undefined) setNumThreads(this.options.threads);
     if (this.options.modelDir) {
       const { dir, kind } = await detectModelKind(this.options.modelDir);
-      if (kind !== 'bert') this.tokenizer = await loadTokenizer(dir, kind);
       const n = kind === 'bert' ? 1 : o.workers;
+      await inspectModelDir(dir, kind, n);
+      if (kind !== 'bert') this.tokenizer = await loadTokenizer(dir, kind);
       this.engines = Array.from({ length: n }, () => new WorkerEngine(dir, kind));
       try {
         const [info] = await Promise.all(this.engines.map((e) => e.start()));

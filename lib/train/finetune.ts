@@ -9,7 +9,7 @@ import { scope } from '../memory.js';
 import { tensor } from '../ops/creation.js';
 import { Rng, type RngState } from '../data/dataset.js';
 import { BertTokenizer } from '../data/wordpiece.js';
-import { BertForSequenceClassification, type BertConfig } from '../models/bert.js';
+import { BertForSequenceClassification, checkBertSize, type BertConfig } from '../models/bert.js';
 import { AdamW, paramGroupsForDecay } from '../optim/index.js';
 import { classificationReport, formatConfusionMatrix, confusionMatrix, precisionRecallF1 } from './metrics.js';
 import { Trainer, type Batch, type BatchSource } from './trainer.js';
@@ -220,6 +220,8 @@ export interface FinetuneOptions {
   outDir?: string;
   log?: (line: string) => void;
   progress?: 'auto' | 'bar' | 'lines' | 'none';
+  /** How batchSize and maxLength are called in error messages (the CLI passes its flags: { batchSize: '--batch' }). */
+  names?: { batchSize?: string; maxLength?: string };
 }
 
 export interface FinetuneResult { best: ClassifierEval; final: ClassifierEval; steps: number; seconds: number; labels: string[] }
@@ -231,16 +233,29 @@ export async function finetuneClassifier(o: FinetuneOptions): Promise<FinetuneRe
   const names = [...new Set([...o.train, ...o.val].map((e) => e.label))].sort();
   const label2id = Object.fromEntries(names.map((n, i) => [n, i]));
   const id2label = Object.fromEntries(names.map((n, i) => [i, n]));
+  const flag = (k: 'batchSize' | 'maxLength'): string => o.names?.[k] ?? k;
+  for (const [k, v] of [['batchSize', batchSize], ['maxLength', maxLength]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`nodegrad: finetune: ${flag(k)} must be a positive integer (got ${String(v)})`);
+  }
+  if (!Number.isSafeInteger(epochs) || epochs < 0) throw new Error(`nodegrad: finetune: epochs must be a non-negative integer (got ${String(epochs)})`);
+  const sizeNames = { batchSize: flag('batchSize'), seqLen: flag('maxLength'), maxPositionEmbeddings: flag('maxLength') };
   let model: BertForSequenceClassification, tokenizer: BertTokenizer;
   if (o.model) {
     ({ model, tokenizer } = o.model);
     if (model.numLabels !== names.length) throw new Error(`nodegrad: finetune: the model has ${model.numLabels} labels but the data has ${names.length} (${names.join(', ')})`);
+    if (maxLength > model.config.maxPositionEmbeddings) {
+      throw new Error(`nodegrad: finetune: ${flag('maxLength')} ${maxLength} exceeds the model's maxPositionEmbeddings ${model.config.maxPositionEmbeddings}`);
+    }
+    checkBertSize(model.config, { arch: 'BertForSequenceClassification', op: 'finetune', names: sizeNames, training: { batchSize, seqLen: maxLength } });
   } else {
-    tokenizer = new BertTokenizer({ vocab: buildWordPieceVocab(o.train.map((e) => e.text), { size: o.vocabSize ?? 8000 }) });
-    model = new BertForSequenceClassification({
+    const config: BertConfig = {
       hiddenSize: 128, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 256, maxPositionEmbeddings: maxLength,
-      ...o.scratchConfig, vocabSize: tokenizer.vocabSize, numLabels: names.length, id2label, label2id,
-    });
+      ...o.scratchConfig, numLabels: names.length, id2label, label2id,
+    };
+    // sized before the vocabulary is built (its size is at most the one asked for)
+    checkBertSize({ ...config, vocabSize: o.vocabSize ?? 8000 }, { arch: 'BertForSequenceClassification', op: 'finetune', names: sizeNames, training: { batchSize, seqLen: maxLength } });
+    tokenizer = new BertTokenizer({ vocab: buildWordPieceVocab(o.train.map((e) => e.text), { size: o.vocabSize ?? 8000 }) });
+    model = new BertForSequenceClassification({ ...config, vocabSize: tokenizer.vocabSize });
   }
   const train = new ClassificationData(o.train, tokenizer, label2id, maxLength, seed);
   const val = new ClassificationData(o.val, tokenizer, label2id, maxLength, seed + 1);

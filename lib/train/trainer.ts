@@ -16,6 +16,7 @@ import { loadSafetensors, safetensorsWriter } from '../io/safetensors.js';
 import { clipGradNorm, clipGradNormTensor } from '../optim/clip.js';
 import { GradScaler } from '../optim/grad_scaler.js';
 import { Progress, type ProgressMode } from './progress.js';
+import { ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount } from '../models/sizes.js';
 import { joinTensors, splitTensors } from './state.js';
 
 /** A batch: inputs x and targets y; a source may add fields (e.g. attentionMask) for lossFn. */
@@ -89,6 +90,24 @@ function checkInt(v: unknown, name: string, min: number): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`nodegrad: Trainer: ${name} must be an integer >= ${min} (got ${String(v)})`);
 }
 
+/**
+ * Refuses, before the first step, a batch whose tensors JavaScript cannot allocate or whose
+ * step needs more memory than the device has left: the gradients (4 bytes per parameter)
+ * and, for models that estimate them (GPT, BERT: activationBytes), the activations.
+ */
+function checkStepMemory(opts: TrainerOptions): void {
+  const { batchSize: B, blockSize: T } = opts;
+  const e = new ConfigErrors({ op: 'Trainer' }, 'Trainer');
+  const step = `a training step of batchSize ${B} x blockSize ${T}`;
+  const model = opts.model as unknown as { activationBytes?: (batchSize: number, seqLen: number) => number };
+  const act = typeof model.activationBytes === 'function' ? model.activationBytes(B, T) : 0;
+  const params = opts.model.numParameters();
+  const grads = 4 * params;
+  checkFits(e, act + grads, (need) => `${step} needs at least ${need} more than the model (${formatBytes(act)} of activations, ` +
+    `${formatBytes(grads)} for the gradients of ${formatCount(params)} parameters)`, opts.device ?? 'cpu');
+  checkTensorElements(e, `${step}: the token batch`, B * T);
+}
+
 function toDevice(b: Batch, device: Device | undefined): Batch {
   if (!device || device === 'cpu') return b;
   const out: Record<string, unknown> = { ...b };
@@ -155,6 +174,7 @@ export class Trainer {
     checkInt(opts.blockSize, 'blockSize', 1);
     checkInt(opts.maxSteps, 'maxSteps', 0);
     checkInt(opts.gradAccumSteps ?? 1, 'gradAccumSteps', 1);
+    checkStepMemory(opts);
     const ac = opts.autocast;
     const half = typeof ac === 'string' ? ac : ac && ac.enabled !== false ? ac.dtype : undefined;
     if (half === 'float16') {
