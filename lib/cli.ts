@@ -38,6 +38,8 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
   --seed N               random seed (default 1337)
   --out DIR              checkpoint directory (default runs/nodegrad-default)
   --resume               continue from the checkpoint in --out
+  --stop-at N            stop after step N of this run's --steps schedule, with a
+                         checkpoint (a later --resume continues bit-exactly)
   --log FILE             JSONL metrics log (default <out>/log.jsonl)
   --samples N            samples to print at the end (default 5)
   -h, --help             this text`;
@@ -139,7 +141,7 @@ async function train(argv: string[]): Promise<number> {
   const o = parse(argv, {
     data: str, tokenizer: str, preset: str, 'n-layer': str, 'n-head': str, 'n-embd': str, 'block-size': str, dropout: str,
     steps: str, batch: str, 'grad-accum': str, lr: str, 'weight-decay': str, 'eval-interval': str, device: str, dtype: str,
-    threads: str, seed: str, out: str, resume: flag, log: str, samples: str, help: { type: 'boolean', short: 'h' },
+    threads: str, seed: str, out: str, resume: flag, 'stop-at': str, log: str, samples: str, help: { type: 'boolean', short: 'h' },
   }, 'train');
   if (o.help) { console.log(TRAIN_HELP); return 0; }
   const device = (o.device as string | undefined) ?? 'cpu';
@@ -199,6 +201,7 @@ async function train(argv: string[]): Promise<number> {
   checkGPTSize(config, { op: 'train', names: TRAIN_FLAGS, labels: { vocabSize: 'the vocabulary size' }, device: device as 'cpu', training: { batchSize: batch } });
   const model = new GPT(config).to(device as 'cpu');
   const steps = int(o, 'steps', 6000, 0);
+  const stopAt = o['stop-at'] === undefined ? null : int(o, 'stop-at', steps, 1);
   const lr = num(o, 'lr', 3e-3, (x) => x > 0);
   const wd = num(o, 'weight-decay', 0.1);
   const opt = new AdamW(paramGroupsForDecay(model.namedParameters(), wd), { lr, betas: [0.9, 0.99], weightDecay: wd });
@@ -220,6 +223,7 @@ async function train(argv: string[]): Promise<number> {
     checkpointFiles: () => ({ 'tokenizer.json': JSON.stringify(tok.toJSON()) }),
     logFile: (o.log as string | undefined) ?? path.join(out, 'log.jsonl'),
     device: device as 'cpu', autocast: amp,
+    onStep: stopAt === null ? undefined : (m) => m.step < stopAt,
   });
   if (resume) {
     await trainer.resume(out);
