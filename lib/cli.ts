@@ -53,6 +53,8 @@ const GENERATE_HELP = `usage: nodegrad generate --model DIR [options]
   --top-k N              default 40
   --top-p X              nucleus sampling threshold (default 1)
   --seed N               sampling seed
+  --adapter DIR          a LoRA adapter (PEFT layout: adapter_config.json + adapter_model.safetensors)
+                         applied to the model (merged into its weights) before sampling
   -h, --help             this text`;
 
 const FINETUNE_HELP = `usage: nodegrad finetune (--train FILE | --demo spam) [options]
@@ -74,6 +76,12 @@ the best model in <out>/best (Hugging Face layout: config.json, model.safetensor
   --limit N              use at most N training examples
   --seed N               default 0
   --out DIR              default runs/finetune
+  --lora                 LoRA (PEFT-compatible) instead of a full fine-tune: needs --model; the base stays
+                         frozen, the classifier head trains in full; the best adapter goes to <out>/adapter
+  --lora-r N             rank (default 8)
+  --lora-alpha X         scaling numerator: updates are scaled by alpha / r (default 16)
+  --lora-dropout P       dropout on the low-rank path (default 0.05)
+  --target-modules a,b   Hugging Face module names to adapt (default query,value)
   -h, --help             this text`;
 
 const MNIST_HELP = `usage: nodegrad mnist [options]
@@ -262,7 +270,7 @@ async function train(argv: string[]): Promise<number> {
 async function generateCmd(argv: string[]): Promise<number> {
   const o = parse(argv, {
     model: str, prompt: str, 'max-new-tokens': str, temperature: str, 'top-k': str, 'top-p': str, seed: str,
-    help: { type: 'boolean', short: 'h' },
+    adapter: str, help: { type: 'boolean', short: 'h' },
   }, 'generate');
   if (o.help) { console.log(GENERATE_HELP); return 0; }
   if (!o.model) throw new Error('nodegrad generate: --model DIR is required (see `nodegrad generate --help`)');
@@ -276,7 +284,12 @@ async function generateCmd(argv: string[]): Promise<number> {
   } catch (e) {
     throw new Error(`nodegrad generate: --model ${dir}: cannot read tokenizer.json (${(e as Error).message})`);
   }
-  const model = await GPT.load(d);
+  let model = await GPT.load(d);
+  if (o.adapter !== undefined) {
+    const { PeftModel } = await import('./peft/peft_model.js');
+    // merged: sampling then costs what the base model costs
+    model = (await PeftModel.fromPretrained(model, o.adapter as string)).mergeAndUnload();
+  }
   const prompt = (o.prompt as string | undefined) ?? '';
   const ids = prompt.length ? tok.encode(prompt) : tok.encode('\n');
   const gen = model.generateStream([ids], {
@@ -294,6 +307,7 @@ async function finetune(argv: string[]): Promise<number> {
   const o = parse(argv, {
     train: str, val: str, 'text-field': str, 'label-field': str, demo: str, model: str, epochs: str, batch: str,
     'max-length': str, lr: str, limit: str, seed: str, out: str, threads: str, help: { type: 'boolean', short: 'h' },
+    lora: flag, 'lora-r': str, 'lora-alpha': str, 'lora-dropout': str, 'target-modules': str,
   }, 'finetune');
   if (o.help) { console.log(FINETUNE_HELP); return 0; }
   const ft = await import('./train/finetune.js');
@@ -322,12 +336,40 @@ async function finetune(argv: string[]): Promise<number> {
     };
   }
   const out = (o.out as string | undefined) ?? 'runs/finetune';
+  const report = await import('./peft/report.js');
+  if (o.lora) return finetuneLora(o, train, val, pretrained, out, seed);
   console.log(`nodegrad: fine-tuning on ${train.length} examples (${val.length} for validation)${pretrained ? ` from ${o.model}` : ', a small BERT from scratch'}`);
+  if (pretrained) for (const l of report.formatFootprint(report.trainingFootprint(pretrained.model), 'full fine-tune')) console.log(`nodegrad: ${l}`);
+  report.resetPeakMemory();
   const res = await ft.finetuneClassifier({
     train, val, model: pretrained, epochs: int(o, 'epochs', 2), batchSize: int(o, 'batch', 32), maxLength: int(o, 'max-length', 128),
     lr: num(o, 'lr', pretrained ? 5e-5 : 1e-3, (x) => x > 0), seed, outDir: out, names: { batchSize: '--batch', maxLength: '--max-length' },
   });
+  console.log(`nodegrad: peak tensor memory ${report.peakMemoryBytes().toLocaleString('en-US')} bytes (full fine-tune)`);
   console.log(`nodegrad: ${res.steps} steps in ${res.seconds.toFixed(1)} s; best model in ${out}/best\n`);
+  console.log(res.best.report);
+  console.log(`confusion matrix (rows: true, columns: predicted)\n${res.best.confusionText}`);
+  return 0;
+}
+
+async function finetuneLora(o: Opts, train: import('./train/finetune.js').TextExample[], val: import('./train/finetune.js').TextExample[],
+  pretrained: { model: import('./models/bert.js').BertForSequenceClassification; tokenizer: import('./data/wordpiece.js').BertTokenizer } | undefined,
+  out: string, seed: number): Promise<number> {
+  if (!pretrained) throw new Error('nodegrad finetune: --lora adapts a pretrained model: give --model DIR (a Hugging Face BERT directory)');
+  const targets = o['target-modules'] === undefined ? undefined : String(o['target-modules']).split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (targets && targets.length === 0) throw new Error('nodegrad: --target-modules must list module names (e.g. query,value)');
+  const { finetuneClassifierLora } = await import('./peft/finetune.js');
+  console.log(`nodegrad: LoRA fine-tuning on ${train.length} examples (${val.length} for validation) from ${o.model}`);
+  const res = await finetuneClassifierLora({
+    train, val, model: pretrained.model, tokenizer: pretrained.tokenizer, seed, outDir: out,
+    lora: {
+      r: int(o, 'lora-r', 8), loraAlpha: num(o, 'lora-alpha', 16, (x) => x > 0), loraDropout: num(o, 'lora-dropout', 0.05, (x) => x >= 0 && x < 1),
+      targetModules: targets, baseModelNameOrPath: o.model as string,
+    },
+    epochs: int(o, 'epochs', 2), batchSize: int(o, 'batch', 32), maxLength: int(o, 'max-length', 128), lr: num(o, 'lr', 5e-4, (x) => x > 0),
+  });
+  await pretrained.tokenizer.savePretrained(path.join(out, 'adapter'));
+  console.log(`nodegrad: ${res.steps} steps in ${res.seconds.toFixed(1)} s; best adapter in ${res.adapterDir}\n`);
   console.log(res.best.report);
   console.log(`confusion matrix (rows: true, columns: predicted)\n${res.best.confusionText}`);
   return 0;

@@ -30,4 +30,5 @@ export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as io from './io/index.js';
 export * as train from './train/index.js';
+export * as peft from './peft/index.js';
 export { generate, generateStream, sampleToken, type GenerateOptions } from './generate.js';
