@@ -20,12 +20,19 @@ attn::Params make_params(const AttnArgs& a, const AttnLayout* lay) {
   NG_CHECK(a.mask_kind == AttnMask::None || static_cast<int64_t>(a.mask_off.size()) == a.BH,
            std::string(kOp) + ": mask offsets do not cover every slice");
   NG_CHECK(a.dropout_p >= 0 && a.dropout_p <= 1, std::string(kOp) + ": dropoutP must be in [0, 1]");
+  NG_CHECK(a.group >= 1 && a.BH % a.group == 0, std::string(kOp) + ": the kv-head group (got " +
+                                                    std::to_string(a.group) + ") must divide BH = " + std::to_string(a.BH));
+  NG_CHECK(a.window >= 0, std::string(kOp) + ": negative sliding window");
   attn::Params p{};
   p.BH = a.BH, p.Tq = a.Tq, p.Tk = a.Tk, p.D = a.D, p.Dv = a.Dv;
+  p.group = a.group, p.window = a.window, p.Hk = 1;
   if (lay) {
     NG_CHECK(lay->H > 0 && a.BH % lay->H == 0, std::string(kOp) + ": heads (got H = " + std::to_string(lay->H) +
                                                    ") must divide BH = " + std::to_string(a.BH));
+    NG_CHECK(lay->H % a.group == 0, std::string(kOp) + ": the kv-head group (got " + std::to_string(a.group) +
+                                        ") must divide the heads (got H = " + std::to_string(lay->H) + ")");
     p.H = lay->H;
+    p.Hk = lay->H / a.group;
     for (int i = 0; i < 3; ++i) p.qs[i] = lay->q[i], p.ks[i] = lay->k[i], p.vs[i] = lay->v[i];
   } else {
     p.H = 1;

@@ -8,7 +8,10 @@
 // m16n8k16), P^T = exp2(S^T - lse) with the same masks, dropout mask and edges as the
 // forward, dS^T = P^T (dP~^T - Di), and accumulates dV += P~^T dO and dK += dS^T Q in
 // registers (P~, dS converted in registers to A operands; dO and Q read with
-// ldmatrix.trans). Causal CTAs start at the diagonal query tile.
+// ldmatrix.trans). Causal CTAs start at the diagonal query tile, sliding-window CTAs stop
+// at the last query that sees one of their keys. Grouped-query attention: the CTA owns
+// 64 keys of one kv slice and streams the query tiles of each of the group's query heads
+// in turn, so dK/dV sum over the group in registers, in a fixed order.
 // dQ kernel: one CTA per tile of 64 query rows (16 per warp), streaming K/V tiles of 32
 // keys (double-buffered), recomputing S, dP, dS the same way and accumulating dQ = dS K.
 // Each gradient element is written once by one thread: deterministic, no atomics.
@@ -34,7 +37,7 @@ const char* kOp = "scaledDotProductAttention backward";
 template <class T>
 __device__ __forceinline__ float prob(const Params& p, float x, float sc, float lse2, int64_t moffb, int64_t i,
                                       int64_t j) {
-  if (i >= p.Tq || j >= p.Tk || lse2 == -INFINITY || (p.causal && j > i)) return 0.f;
+  if (i >= p.Tq || j >= p.Tk || lse2 == -INFINITY || !visible(p, i, j)) return 0.f;
   x *= sc;
   if (p.mask_kind) x += mask_term<T, float>(p, moffb + i * p.mask_si, j) * kLog2e;
   return exp2f(x - lse2);  // x = -inf gives 0
@@ -52,23 +55,27 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(Params p, int64_t 
   float* sL = reinterpret_cast<float*>(sG + 2 * kQs * LDS);  // [2][kQs] lse * log2(e)
   float* sDi = sL + 2 * kQs;                                  // [2][kQs]
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int64_t bh = blockIdx.x / nkt;
+  const int64_t kvh = blockIdx.x / nkt;  // kv slice; its query slices are kvh * group + [0, group)
   const int64_t kv0 = (blockIdx.x % nkt) * kKeys;
   const int64_t Tq = p.Tq, Tk = p.Tk;
-  const T* qb = static_cast<const T*>(p.q) + slice_base(p.qs, p.H, bh);
-  const T* kb = static_cast<const T*>(p.k) + slice_base(p.ks, p.H, bh);
-  const T* vb = static_cast<const T*>(p.v) + slice_base(p.vs, p.H, bh);
-  const T* gb = static_cast<const T*>(p.dout) + bh * Tq * D;
-  const float* lse = static_cast<const float*>(p.lse) + bh * Tq;
-  const float* di = static_cast<const float*>(p.dsum) + bh * Tq;
+  const T* kb = static_cast<const T*>(p.k) + kv_base(p.ks, p, kvh);
+  const T* vb = static_cast<const T*>(p.v) + kv_base(p.vs, p, kvh);
   const int64_t i_first = p.causal ? (kv0 / kQs) * kQs : 0;  // query i sees key j iff j <= i
-  const int n_q = i_first < Tq ? static_cast<int>((Tq - i_first + kQs - 1) / kQs) : 0;
-  const int64_t moffb = p.mask_kind ? p.mask_off[bh] : 0;
+  // ... and, with a window, iff i < j + window: no query from i_end on sees a key of the tile
+  const int64_t i_end = p.window > 0 && kv0 + kKeys - 1 + p.window < Tq ? kv0 + kKeys - 1 + p.window : Tq;
+  const int n_qt = i_first < i_end ? static_cast<int>((i_end - i_first + kQs - 1) / kQs) : 0;
+  const int n_q = n_qt * static_cast<int>(p.group);  // (query head, query tile) steps, head-major
+  auto head_of = [&](int it) { return kvh * p.group + it / n_qt; };
+  auto row0_of = [&](int it) { return i_first + static_cast<int64_t>(it % n_qt) * kQs; };
 
   auto load_q = [&](int it, int buf) {
-    const int64_t i0 = i_first + static_cast<int64_t>(it) * kQs;
-    load_tile<T, kQs, D, LDS, kThreads>(sQ + buf * kQs * LDS, qb, p.qs[2], i0, Tq, tid);
-    load_tile<T, kQs, D, LDS, kThreads>(sG + buf * kQs * LDS, gb, D, i0, Tq, tid);
+    const int64_t bh = head_of(it), i0 = row0_of(it);
+    const float* lse = static_cast<const float*>(p.lse) + bh * Tq;
+    const float* di = static_cast<const float*>(p.dsum) + bh * Tq;
+    load_tile<T, kQs, D, LDS, kThreads>(sQ + buf * kQs * LDS, static_cast<const T*>(p.q) + slice_base(p.qs, p.H, bh),
+                                        p.qs[2], i0, Tq, tid);
+    load_tile<T, kQs, D, LDS, kThreads>(sG + buf * kQs * LDS, static_cast<const T*>(p.dout) + bh * Tq * D, D, i0, Tq,
+                                        tid);
     if (tid < kQs) {
       const int64_t i = i0 + tid;
       const float lv = i < Tq ? lse[i] : -INFINITY;
@@ -98,7 +105,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(Params p, int64_t 
     __syncthreads();  // tile it (and K, V) have landed
     const T* q = sQ + buf * kQs * LDS;
     const T* gq = sG + buf * kQs * LDS;
-    const int64_t i0 = i_first + static_cast<int64_t>(it) * kQs;
+    const int64_t bh = head_of(it), i0 = row0_of(it);
+    const int64_t moffb = p.mask_kind ? p.mask_off[bh] : 0;
 
     float st[NT][4], dpt[NT][4];
 #pragma unroll
@@ -125,7 +133,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(Params p, int64_t 
     }
     // st becomes P~^T (after dropout), dpt becomes dS^T. Interior tiles (no mask, no edge,
     // below the diagonal: every lse there is finite) skip the checks.
-    const bool edge = p.mask_kind || kv0 + kKeys > Tk || i0 + kQs > Tq || (p.causal && kv0 + kKeys - 1 > i0);
+    const bool edge = p.mask_kind || kv0 + kKeys > Tk || i0 + kQs > Tq || (p.causal && kv0 + kKeys - 1 > i0) ||
+                      (p.window > 0 && kv0 <= i0 + kQs - 1 - p.window);
     const uint32_t keep = p.dropout ? dropout_bits<NT, true>(p, bh, j0, i0 + 2 * t) : 0u;
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
@@ -174,8 +183,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(Params p, int64_t 
   for (int rr = 0; rr < 2; ++rr) {
     const int64_t j = j0 + 8 * rr;
     if (j >= Tk) continue;
-    T* dkr = static_cast<T*>(p.dk) + (bh * Tk + j) * D;
-    T* dvr = static_cast<T*>(p.dv) + (bh * Tk + j) * D;
+    T* dkr = static_cast<T*>(p.dk) + (kvh * Tk + j) * D;
+    T* dvr = static_cast<T*>(p.dv) + (kvh * Tk + j) * D;
 #pragma unroll
     for (int d = 0; d < DT; ++d) {
       *reinterpret_cast<uint32_t*>(dkr + d * 8 + 2 * t) = pack2<T>(dk[d][2 * rr] * scale, dk[d][2 * rr + 1] * scale);
@@ -199,18 +208,20 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(Params p, int64_t nq
   const int64_t q0 = (nqt - 1 - blockIdx.x % nqt) * kRows;
   const int64_t Tq = p.Tq, Tk = p.Tk;
   const T* qb = static_cast<const T*>(p.q) + slice_base(p.qs, p.H, bh);
-  const T* kb = static_cast<const T*>(p.k) + slice_base(p.ks, p.H, bh);
-  const T* vb = static_cast<const T*>(p.v) + slice_base(p.vs, p.H, bh);
+  const T* kb = static_cast<const T*>(p.k) + kv_base(p.ks, p, bh / p.group);
+  const T* vb = static_cast<const T*>(p.v) + kv_base(p.vs, p, bh / p.group);
   const T* gb = static_cast<const T*>(p.dout) + bh * Tq * D;
   const int64_t qend = q0 + kRows < Tq ? q0 + kRows : Tq;
   const int64_t kend = p.causal ? (Tk < qend ? Tk : qend) : Tk;
   const int n_kv = static_cast<int>((kend + kKs - 1) / kKs);
+  const int it0 = static_cast<int>(key_lo(p, q0) / kKs);  // the first tile the window reaches
 
   load_tile<T, kRows, D, LDS, kThreads>(sQ, qb, p.qs[2], q0, Tq, tid);
   load_tile<T, kRows, D, LDS, kThreads>(sG, gb, D, q0, Tq, tid);
-  if (n_kv > 0) {
-    load_tile<T, kKs, D, LDS, kThreads>(sK, kb, p.ks[2], 0, Tk, tid);
-    load_tile<T, kKs, D, LDS, kThreads>(sV, vb, p.vs[2], 0, Tk, tid);
+  if (n_kv > it0) {
+    const int64_t k0 = static_cast<int64_t>(it0) * kKs;
+    load_tile<T, kKs, D, LDS, kThreads>(sK + (it0 & 1) * kKs * LDS, kb, p.ks[2], k0, Tk, tid);
+    load_tile<T, kKs, D, LDS, kThreads>(sV + (it0 & 1) * kKs * LDS, vb, p.vs[2], k0, Tk, tid);
   }
   cp_async_commit();
 
@@ -230,7 +241,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(Params p, int64_t nq
 #pragma unroll
   for (int d = 0; d < DT; ++d) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.f;
 
-  for (int it = 0; it < n_kv; ++it) {
+  for (int it = it0; it < n_kv; ++it) {
     const int buf = it & 1;
     const int64_t kv0 = static_cast<int64_t>(it) * kKs;
     if (it + 1 < n_kv) {
@@ -267,7 +278,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(Params p, int64_t nq
       }
     }
     // s becomes dS (interior tiles skip the checks, as in the dK/dV kernel).
-    const bool edge = p.mask_kind || kv0 + kKs > Tk || q0 + kRows > Tq || (p.causal && kv0 + kKs - 1 > q0);
+    const bool edge = p.mask_kind || kv0 + kKs > Tk || q0 + kRows > Tq || (p.causal && kv0 + kKs - 1 > q0) ||
+                      (p.window > 0 && kv0 <= q0 + kRows - 1 - p.window);
     const uint32_t keep = p.dropout ? dropout_bits<NT, false>(p, bh, r0, kv0 + 2 * t) : 0u;
 #pragma unroll
     for (int n = 0; n < NT; ++n) {
@@ -317,12 +329,13 @@ void launch_bwd(const Params& p, cudaStream_t s) {
   constexpr size_t smem_kv = tiles + 4 * kQs * sizeof(float);
   constexpr size_t smem_q = static_cast<size_t>(2 * kRows + 4 * kKs) * (D + 8) * sizeof(T);
   const int64_t nkt = (p.Tk + kKeys - 1) / kKeys, nqt = (p.Tq + kRows - 1) / kRows;
-  if (p.BH * nkt > INT32_MAX || p.BH * nqt > INT32_MAX) throw Error(std::string(kOp) + ": too many tiles for one launch");
-  if (p.BH * nkt > 0) {
+  const int64_t BHk = p.BH / p.group;  // kv slices
+  if (BHk * nkt > INT32_MAX || p.BH * nqt > INT32_MAX) throw Error(std::string(kOp) + ": too many tiles for one launch");
+  if (BHk * nkt > 0) {
     NG_CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem_kv)),
                   kOp);
-    flash_dkdv_kernel<T, D><<<static_cast<unsigned>(p.BH * nkt), kThreads, smem_kv, s>>>(p, nkt);
+    flash_dkdv_kernel<T, D><<<static_cast<unsigned>(BHk * nkt), kThreads, smem_kv, s>>>(p, nkt);
     check_launch(kOp);
   }
   if (p.BH * nqt > 0) {

@@ -8,7 +8,9 @@
 // m16n8k16, ldmatrix), K(j+1) while O += P V(j) is. Per tile: scale, causal / bool /
 // additive mask and edges (-inf), online softmax in the exp2 domain, optional dropout on P
 // (Philox, same counters as the CPU), P converted in registers to the A operand of the
-// P V product. Causal CTAs stop at the diagonal tile; the heaviest tiles launch first.
+// P V product. Causal CTAs stop at the diagonal tile, sliding-window CTAs start at the
+// tile of their first row's window; the heaviest tiles launch first. Grouped-query
+// attention: the CTA of query slice bh streams kv slice bh / group (no repeated K/V).
 // Rows with every key masked end with l = 0: output 0 and lse = -inf.
 // Memory traffic: Q and O once; K and V once per 64-row query tile (L2-friendly:
 // the CTAs of one slice run together); lse 4 bytes per row.
@@ -38,15 +40,16 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p, int64_t n
   const int64_t bh = blockIdx.x / nqt;
   const int64_t q0 = (nqt - 1 - blockIdx.x % nqt) * kBr;
   const T* qb = static_cast<const T*>(p.q) + slice_base(p.qs, p.H, bh);
-  const T* kb = static_cast<const T*>(p.k) + slice_base(p.ks, p.H, bh);
-  const T* vb = static_cast<const T*>(p.v) + slice_base(p.vs, p.H, bh);
+  const T* kb = static_cast<const T*>(p.k) + kv_base(p.ks, p, bh / p.group);
+  const T* vb = static_cast<const T*>(p.v) + kv_base(p.vs, p, bh / p.group);
   const int64_t Tq = p.Tq, Tk = p.Tk;
   const int64_t qend = q0 + kBr < Tq ? q0 + kBr : Tq;
   const int64_t kend = p.causal ? (Tk < qend ? Tk : qend) : Tk;  // keys any row of the tile sees
   const int n_kv = static_cast<int>((kend + kBc - 1) / kBc);
+  const int it0 = static_cast<int>(key_lo(p, q0) / kBc);  // the first tile the window reaches
 
   load_tile<T, kBr, D, LDS, kThreads>(sQ, qb, p.qs[2], q0, Tq, tid);
-  if (n_kv > 0) load_tile<T, kBc, D, LDS, kThreads>(sK, kb, p.ks[2], 0, Tk, tid);
+  if (n_kv > it0) load_tile<T, kBc, D, LDS, kThreads>(sK, kb, p.ks[2], static_cast<int64_t>(it0) * kBc, Tk, tid);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
@@ -67,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p, int64_t n
   const float sc = static_cast<float>(p.scale) * kLog2e;
   const float ik = static_cast<float>(p.inv_keep);
 
-  for (int it = 0; it < n_kv; ++it) {
+  for (int it = it0; it < n_kv; ++it) {
     const int64_t kv0 = static_cast<int64_t>(it) * kBc;
     load_tile<T, kBc, D, LDS, kThreads>(sV, vb, p.vs[2], kv0, Tk, tid);
     cp_async_commit();
@@ -88,7 +91,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p, int64_t n
     // Scores in the log2 domain; excluded entries (edges, causal, masks) become -inf. Tiles
     // inside the key range, below the diagonal and without a mask skip the checks (rows
     // past Tq hold zero-filled q: finite scores, never stored).
-    const bool edge = p.mask_kind || kv0 + kBc > Tk || (p.causal && kv0 + kBc - 1 > q0);
+    const bool edge = p.mask_kind || kv0 + kBc > Tk || (p.causal && kv0 + kBc - 1 > q0) ||
+                      (p.window > 0 && kv0 <= q0 + kBr - 1 - p.window);
     if (edge) {
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
@@ -96,7 +100,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(Params p, int64_t n
         for (int e = 0; e < 4; ++e) {
           const int64_t row = r0 + (e >> 1) * 8, j = kv0 + n * 8 + 2 * t + (e & 1);
           float x = s[n][e] * sc;
-          const bool ok = row < Tq && j < Tk && !(p.causal && j > row);
+          const bool ok = row < Tq && j < Tk && visible(p, row, j);
           if (ok && p.mask_kind) x += mask_term<T, float>(p, moff[e >> 1], j) * kLog2e;
           s[n][e] = ok ? x : -INFINITY;
         }

@@ -19,7 +19,9 @@ struct Params {
   void *out, *lse, *dq, *dk, *dv, *dmask;
   void* dsum;  // backward scratch: rowsum(dO * O) per query row (float, double for f64)
   int64_t BH, Tq, Tk, D, Dv, H;
-  int64_t qs[3], ks[3], vs[3];  // strides of (b, h, t); d is contiguous
+  int64_t group, Hk;  // query slices per kv slice (GQA; 1 = plain), kv heads (H / group; 1 without layout)
+  int64_t window;     // > 0: sliding window, query i sees keys j > i - window
+  int64_t qs[3], ks[3], vs[3];  // strides of (b, h, t); d is contiguous (k, v: over kv heads)
   double scale;
   bool causal;
   int mask_kind;  // 0 none, 1 bool (uint8), 2 float (q's dtype)
@@ -34,6 +36,18 @@ struct Params {
 
 __device__ __forceinline__ int64_t slice_base(const int64_t* s, int64_t H, int64_t bh) {
   return (bh / H) * s[0] + (bh % H) * s[1];
+}
+// Start of kv slice kvh (query slice bh reads kv slice bh / group) in k or v.
+__device__ __forceinline__ int64_t kv_base(const int64_t* s, const Params& p, int64_t kvh) {
+  return slice_base(s, p.Hk, kvh);
+}
+// Causal and sliding-window visibility of key j from query i (masks apart).
+__device__ __forceinline__ bool visible(const Params& p, int64_t i, int64_t j) {
+  return !(p.causal && j > i) && !(p.window > 0 && j <= i - p.window);
+}
+// First key query i sees (0 without a window).
+__device__ __forceinline__ int64_t key_lo(const Params& p, int64_t i) {
+  return p.window > 0 && i - p.window + 1 > 0 ? i - p.window + 1 : 0;
 }
 
 // Philox4x32-10 exactly as native/cpu/random.h; the 53-bit draw of cpu/attention.cc's

@@ -11,6 +11,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ng::InitGemm(env, exports);
   ng::InitSoftmax(env, exports);
   ng::InitLayernorm(env, exports);
+  ng::InitLlama(env, exports);
   ng::InitEmbedding(env, exports);
   ng::InitLoss(env, exports);
   ng::InitAttention(env, exports);

@@ -45,7 +45,9 @@ export interface ScaledDotProductAttentionOptions {
   enableGqa?: boolean;
   /**
    * Mistral's sliding window: query i sees only keys j > i - slidingWindow (positions
-   * top-left aligned, as isCausal); with isCausal, i - W < j <= i.
+   * top-left aligned, as isCausal: query i is at position i); with isCausal,
+   * i - W < j <= i. For a decode step whose queries sit after a KV cache, give the
+   * positions in attnMask instead (or slice the cache to the window).
    */
   slidingWindow?: number | null;
 }
@@ -154,25 +156,6 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   if (window !== null && (!Number.isSafeInteger(window) || window < 1)) {
     throw err(`slidingWindow must be a positive integer (got ${String(window)})`);
   }
-  if (gqa > 1 || window !== null) {
-    // (composed for now: K/V repeated per query head, the window as a bool mask)
-    const rep = (t: Tensor): Tensor => {
-      if (gqa === 1) return t;
-      const s = t.shape, n = s.length;
-      const e = expand(reshape(t, [...s.slice(0, n - 2), 1, s[n - 2], s[n - 1]]), [...s.slice(0, n - 2), gqa, s[n - 2], s[n - 1]]);
-      return reshape(e, [...s.slice(0, n - 3), s[n - 3] * gqa, s[n - 2], s[n - 1]]);
-    };
-    let wm: Tensor | null = null;
-    if (window !== null) {
-      const qi = reshape(arange(0, Tq, 1, { device }), [Tq, 1]);
-      const kj = reshape(arange(0, Tk, 1, { device }), [1, Tk]);
-      wm = gt(add(kj, window), qi);
-      if (mask !== null) {
-        wm = mask.dtype === 'bool' ? logicalAnd(wm, mask) : maskedFill(cast(mask, dt), logicalNot(wm), -Infinity);
-      }
-    }
-    return scaledDotProductAttention(q, rep(k), rep(v), { ...opts, enableGqa: false, slidingWindow: null, attnMask: wm ?? mask });
-  }
   const p = opts.dropoutP ?? 0;
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw err(`dropoutP must be in [0, 1] (got ${String(p)})`);
   const scale = opts.scale ?? (D > 0 ? 1 / Math.sqrt(D) : 1);
@@ -182,20 +165,25 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   // matrix is affordable (and no dropout mask must match the CPU's) attention is composed
   // from tensor-core-backed matmuls and softmax, differentiated by the ops themselves.
   if (onCuda && (dt === 'float32' || dt === 'float64') && p === 0 && numelOf(full) <= COMPOSED_MAX_SCORES) {
-    return composedAttention(q, k, v, m, maskKind, isCausal, scale, Tq, Tk, device);
+    // (GQA repeats K/V here and the window becomes a mask: float32/float64 only)
+    const [km, vm, wm, wk] = gqa > 1 || window !== null ? [repeatKv(k, gqa), repeatKv(v, gqa), ...windowMask(m, maskKind, window, Tq, Tk, device)] : [k, v, m, maskKind];
+    return composedAttention(q, km, vm, wm, wk, isCausal, scale, Tq, Tk, device);
   }
 
   // On CUDA, q/k/v views of the right shape go to the kernel as strided [B, H, T, D]
   // views (the fused QKV case); otherwise, and always on the CPU, they are made dense.
-  const lay = (t: Tensor): [number, number, number] | null => (onCuda ? stridedLayout(t, lead) : null);
-  const ql = lay(q), kl = lay(k), vl = lay(v);
-  const qc = ql ? q : denseTo(q, lead), kc = kl ? k : denseTo(k, lead), vc = vl ? v : denseTo(v, lead);
+  // With GQA, k and v keep their Hkv heads: the kernels index kv head h / group.
+  const kvShape = gqa > 1 ? [...lead.slice(0, -1), lead[lead.length - 1] / gqa] : lead;
+  const lay = (t: Tensor, l: number[]): [number, number, number] | null => (onCuda ? stridedLayout(t, l) : null);
+  const ql = lay(q, lead), kl = lay(k, kvShape), vl = lay(v, kvShape);
+  const qc = ql ? q : denseTo(q, lead), kc = kl ? k : denseTo(k, kvShape), vc = vl ? v : denseTo(v, kvShape);
   const BH = numelOf(lead);
-  const dims = [BH, Tq, Tk, D, Dv];
+  const dims = [BH, Tq, Tk, D, Dv, gqa, window ?? 0];
   const H = lead.length > 0 ? Math.max(1, lead[lead.length - 1]) : 1;
-  const layoutOf = (t: Tensor, l: [number, number, number] | null, T: number, Dx: number): number[] =>
-    l ? [t.offset, ...l] : [t.offset, H * T * Dx, T * Dx, Dx];
-  const layout = onCuda ? [H, ...layoutOf(qc, ql, Tq, D), ...layoutOf(kc, kl, Tk, D), ...layoutOf(vc, vl, Tk, Dv)] : undefined;
+  const layoutOf = (t: Tensor, l: [number, number, number] | null, T: number, Dx: number, Hx: number): number[] =>
+    l ? [t.offset, ...l] : [t.offset, Hx * T * Dx, T * Dx, Dx];
+  const layout = onCuda
+    ? [H, ...layoutOf(qc, ql, Tq, D, H), ...layoutOf(kc, kl, Tk, D, H / gqa), ...layoutOf(vc, vl, Tk, Dv, H / gqa)] : undefined;
   const arg = (t: Tensor): TypedArray => (onCuda ? t.storage.data : flat(t, OP));
   const [seed, offset] = p > 0 ? nextRandom(BH * Tq * Tk) : [0, 0];
   const maskArgs = (): [TypedArray | null, number, number, number[], number[]] =>
@@ -237,6 +225,25 @@ function gqaGroup(q: Tensor, k: Tensor, v: Tensor, enable: boolean): number {
       `${fmt(k.shape)} and ${fmt(v.shape)}; expected Hq a multiple of Hkv)`);
   }
   return Hq / Hk;
+}
+
+/** k or v [..., Hkv, T, D] with each head repeated `group` times (HF's repeat_kv). */
+function repeatKv(t: Tensor, group: number): Tensor {
+  if (group === 1) return t;
+  const s = t.shape, n = s.length;
+  const e = expand(reshape(t, [...s.slice(0, n - 2), 1, s[n - 2], s[n - 1]]), [...s.slice(0, n - 2), group, s[n - 2], s[n - 1]]);
+  return reshape(e, [...s.slice(0, n - 3), s[n - 3] * group, s[n - 2], s[n - 1]]);
+}
+
+/** The mask with the sliding window folded in (bool, or -inf added to a float mask). */
+function windowMask(m: Tensor | null, maskKind: number, window: number | null, Tq: number, Tk: number,
+  device: Tensor['device']): [Tensor | null, number] {
+  if (window === null) return [m, maskKind];
+  const qi = reshape(arange(0, Tq, 1, { device }), [Tq, 1]);
+  const kj = reshape(arange(0, Tk, 1, { device }), [1, Tk]);
+  const wm = gt(add(kj, window), qi);
+  if (m === null) return [wm, 1];
+  return maskKind === 1 ? [logicalAnd(wm, m), 1] : [maskedFill(m, logicalNot(wm), -Infinity), 2];
 }
 
 /** Largest score matrix (elements) the composed CUDA float32/float64 path materialises. */

@@ -1,4 +1,6 @@
-// Attention exports. out, lse, dout and the gradients are contiguous buffers starting at
+// Attention exports. dims [BH, Tq, Tk, D, Dv] (optionally + [group, window]: BH / group kv
+// slices for grouped-query attention, and a sliding window, 0 for none). out, lse, dout
+// and the gradients are contiguous buffers starting at
 // their first element; q, k, v are contiguous too unless a layout argument (last) gives
 // them as strided [B, H, T, D] views (d contiguous), which only the CUDA kernels take:
 // a view of a fused QKV projection then needs no copy. The mask is a strided view
@@ -28,10 +30,17 @@ static AttnArgs attn_args(const Napi::CallbackInfo& info, size_t i, DType dt, Bu
   AttnArgs a;
   a.dtype = dt;
   auto dims = to_i64_vec(info[i], kOp, "dims");
-  if (dims.size() != 5) throw Error(std::string(kOp) + ": dims must be [BH, Tq, Tk, D, Dv]");
+  if (dims.size() != 5 && dims.size() != 7)
+    throw Error(std::string(kOp) + ": dims must be [BH, Tq, Tk, D, Dv] or [BH, Tq, Tk, D, Dv, group, window]");
   for (int64_t d : dims)
     if (d < 0) throw Error(std::string(kOp) + ": negative size");
   a.BH = dims[0], a.Tq = dims[1], a.Tk = dims[2], a.D = dims[3], a.Dv = dims[4];
+  if (dims.size() == 7) {
+    a.group = dims[5], a.window = dims[6];
+    if (a.group < 1 || a.BH % a.group != 0)
+      throw Error(std::string(kOp) + ": the kv-head group (got " + std::to_string(a.group) +
+                  ") must divide the query slices (got " + std::to_string(a.BH) + ")");
+  }
   a.scale = to_f64(info[i + 1], kOp, "scale");
   a.causal = to_bool(info[i + 2]);
   if (present(info[i + 3])) {
@@ -92,17 +101,17 @@ static Operands operands(const Napi::CallbackInfo& info, const Napi::Value& layo
   check_dtype(o.vb, a.dtype, kOp, "v");
   if (!present(layout)) {
     check_extent(o.qb, 0, a.BH * a.Tq * a.D, kOp, "q");
-    check_extent(o.kb, 0, a.BH * a.Tk * a.D, kOp, "k");
-    check_extent(o.vb, 0, a.BH * a.Tk * a.Dv, kOp, "v");
+    check_extent(o.kb, 0, a.BH / a.group * a.Tk * a.D, kOp, "k");
+    check_extent(o.vb, 0, a.BH / a.group * a.Tk * a.Dv, kOp, "v");
     o.q = o.qb.data, o.k = o.kb.data, o.v = o.vb.data;
     return o;
   }
   auto L = to_i64_vec(layout, kOp, "q/k/v layout");
   if (L.size() != 13) throw Error(std::string(kOp) + ": layout must be [H, then offset, sb, sh, st for q, k and v]");
   const int64_t H = L[0];
-  if (H <= 0 || a.BH % H != 0)
-    throw Error(std::string(kOp) + ": heads must divide the batch (got H = " + std::to_string(H) + ", BH = " +
-                std::to_string(a.BH) + ")");
+  if (H <= 0 || a.BH % H != 0 || H % a.group != 0)
+    throw Error(std::string(kOp) + ": heads must divide the batch and be a multiple of the kv-head group (got H = " +
+                std::to_string(H) + ", BH = " + std::to_string(a.BH) + ", group = " + std::to_string(a.group) + ")");
   o.layout.H = H;
   o.strided = true;
   const int64_t B = a.BH / H;
@@ -111,13 +120,13 @@ static Operands operands(const Napi::CallbackInfo& info, const Napi::Value& layo
   int64_t* strides[3] = {o.layout.q, o.layout.k, o.layout.v};
   const void** ptrs[3] = {&o.q, &o.k, &o.v};
   for (int x = 0; x < 3; ++x) {
-    const int64_t T = x == 0 ? a.Tq : a.Tk, Dx = x == 2 ? a.Dv : a.D;
+    const int64_t T = x == 0 ? a.Tq : a.Tk, Dx = x == 2 ? a.Dv : a.D, Hx = x == 0 ? H : H / a.group;
     const int64_t* s = &L[static_cast<size_t>(2 + 4 * x)];
-    View vw = make_view(*bufs[x], L[static_cast<size_t>(1 + 4 * x)], {B, H, T, Dx}, {s[0], s[1], s[2], 1}, kOp,
+    View vw = make_view(*bufs[x], L[static_cast<size_t>(1 + 4 * x)], {B, Hx, T, Dx}, {s[0], s[1], s[2], 1}, kOp,
                         names[x]);
     *ptrs[x] = vw.data;
     for (int i = 0; i < 3; ++i) strides[x][i] = s[i];
-    o.dense = o.dense && (T <= 1 || s[2] == Dx) && (H <= 1 || s[1] == T * Dx) && (B <= 1 || s[0] == H * T * Dx);
+    o.dense = o.dense && (T <= 1 || s[2] == Dx) && (Hx <= 1 || s[1] == T * Dx) && (B <= 1 || s[0] == Hx * T * Dx);
   }
   return o;
 }
@@ -160,8 +169,8 @@ static Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Buf lse = buf_of(info[4], lse_dt, a.BH * a.Tq, "lse");
   Buf dout = buf_of(info[5], dt, a.BH * a.Tq * a.Dv, "grad");
   Buf dq = buf_of(info[6], dt, a.BH * a.Tq * a.D, "dq");
-  Buf dk = buf_of(info[7], dt, a.BH * a.Tk * a.D, "dk");
-  Buf dv = buf_of(info[8], dt, a.BH * a.Tk * a.Dv, "dv");
+  Buf dk = buf_of(info[7], dt, a.BH / a.group * a.Tk * a.D, "dk");
+  Buf dv = buf_of(info[8], dt, a.BH / a.group * a.Tk * a.Dv, "dv");
   Buf dmask;
   const bool has_dmask = present(info[9]);
   if (has_dmask) dmask = buf_of(info[9], dt, a.BH * a.Tq * a.Tk, "dmask");

@@ -6,9 +6,14 @@
 // Backward: per block, S and dP = dO_blk Vᵀ are recomputed the same way, P = exp(S - lse),
 // dS = P (dP - rowsum(dO O)); then dV += P~ᵀ dO, dK += scale dSᵀ Q (rank-4 updates) and
 // dQ = scale dS K, where P~ and dP carry the same regenerated dropout mask.
-// Work units are (slice, query range) taken from a shared counter; in the backward each
-// unit owns a private dK/dV slice (the unit count depends on the shape only) and the
-// slices are summed in a fixed order, so results do not depend on threads or timing.
+// Grouped-query attention: query slice bh reads kv slice bh / group (no copy of K/V per
+// query head). A sliding window (query i sees keys j > i - window) starts each block's
+// key range at its first row's window, rounded down to a tile: only the keys some row
+// of the block sees are multiplied.
+// Work units are (slice, query range) taken from a shared counter (each writes only its
+// own rows); in the backward a unit is (kv slice, query range) over all the group's query
+// heads and owns a private dK/dV slice (the unit count depends on the shape only), the
+// slices being summed in a fixed order, so results do not depend on threads or timing.
 // Memory traffic: forward reads q, k, v once and K/V once more per 64 query rows (from
 // cache), writes out and lse once; backward also reads out, dO, writes dq once and
 // dk, dv once per unit. Inner loops are plain C++ compiled twice (baseline x86-64 and
@@ -201,25 +206,41 @@ NG_INLINE bool dropout_keep(uint64_t seed, uint64_t counter, double keep) {
 
 // Raw dot products s[0..jp) of query row i become scaled, masked scores; excluded keys
 // (causal, bool mask, j >= Tk) get -inf.
+// First key query row i sees (the sliding window's start; 0 without one).
+NG_INLINE int64_t key_lo(const AttnArgs& a, int64_t i) { return a.window > 0 ? std::max<int64_t>(0, i - a.window + 1) : 0; }
+
+// Raw dot products s[j0..jp) of query row i become scaled, masked scores; excluded keys
+// (causal, window, bool mask, j >= Tk) get -inf.
 template <class T>
-NG_INLINE void mask_scores(const AttnArgs& a, int64_t bh, int64_t i, T* s, int64_t jp) {
-  const int64_t jn = a.causal ? std::min(a.Tk, i + 1) : a.Tk;
+NG_INLINE void mask_scores(const AttnArgs& a, int64_t bh, int64_t i, T* s, int64_t j0, int64_t jp) {
+  const int64_t jn = std::max(j0, a.causal ? std::min(a.Tk, i + 1) : a.Tk);
+  const int64_t lo = std::min(jn, std::max(j0, key_lo(a, i)));
   const T scale = static_cast<T>(a.scale), ninf = -std::numeric_limits<T>::infinity();
   const int64_t off = a.mask_kind == AttnMask::None ? 0 : a.mask_off[bh] + i * a.mask_si, sj = a.mask_sj;
+  for (int64_t j = j0; j < lo; ++j) s[j] = ninf;
   if (a.mask_kind == AttnMask::Float) {
     const T* f = static_cast<const T*>(a.mask) + off;
     if (sj == 1) {
-      for (int64_t j = 0; j < jn; ++j) s[j] = s[j] * scale + f[j];
+      for (int64_t j = lo; j < jn; ++j) s[j] = s[j] * scale + f[j];
     } else {
-      for (int64_t j = 0; j < jn; ++j) s[j] = s[j] * scale + f[j * sj];
+      for (int64_t j = lo; j < jn; ++j) s[j] = s[j] * scale + f[j * sj];
     }
   } else if (a.mask_kind == AttnMask::Bool) {
     const uint8_t* b = static_cast<const uint8_t*>(a.mask) + off;
-    for (int64_t j = 0; j < jn; ++j) s[j] = b[j * sj] ? s[j] * scale : ninf;
+    for (int64_t j = lo; j < jn; ++j) s[j] = b[j * sj] ? s[j] * scale : ninf;
   } else {
-    for (int64_t j = 0; j < jn; ++j) s[j] *= scale;
+    for (int64_t j = lo; j < jn; ++j) s[j] *= scale;
   }
   for (int64_t j = jn; j < jp; ++j) s[j] = ninf;
+}
+
+// The keys [*j0, jblk) some row of the block i0..i0+nr-1 sees, with *j0 a multiple of
+// the tile width (so the micro-kernels stay aligned) and jblk <= Tk.
+template <class T>
+NG_INLINE int64_t block_keys(const AttnArgs& a, int64_t i0, int nr, int64_t* j0) {
+  const int64_t jblk = a.causal ? std::min(a.Tk, i0 + nr) : a.Tk;
+  *j0 = std::min(key_lo(a, i0), jblk) / tile_w<T>() * tile_w<T>();
+  return jblk;
 }
 
 // Per-thread scratch: the current slice's K (and V) transposed to [D, Tkp], zero-padded.
@@ -239,6 +260,7 @@ struct Scratch {
       pd.assign(static_cast<size_t>(RB * Tkp), T(0));
     }
   }
+  // b: the kv slice
   void load(const AttnArgs& a, const Ptrs<T>& p, int64_t b, bool with_v) {
     if (b == bh) return;
     bh = b;
@@ -262,33 +284,34 @@ NG_INLINE void forward_block(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w,
     A[r] = r < nr ? p.q + (bh * Tq + i0 + r) * D : w.zero.data();
     O[r] = r < nr ? p.o + (bh * Tq + i0 + r) * Dv : w.dummy.data();
   }
-  const int64_t jblk = a.causal ? std::min(Tk, i0 + nr) : Tk;  // keys any row of the block sees
+  int64_t j0;  // keys [j0, jblk) are the ones any row of the block sees
+  const int64_t jblk = block_keys<T>(a, i0, nr, &j0);
   const int64_t jp = round_up(jblk, tile_w<T>());
-  gemm_abt(A, D, w.kT.data(), Tkp, jp, w.s.data(), Tkp);
+  gemm_abt(A, D, w.kT.data() + j0, Tkp, jp - j0, w.s.data() + j0, Tkp);
   const double keep = 1 - a.dropout_p;
   T norm[RB] = {0, 0, 0, 0};
   for (int r = 0; r < RB; ++r) {
     T* s = w.s.data() + r * Tkp;
     const int64_t i = i0 + r, row = bh * Tq + i;
-    if (r < nr) mask_scores(a, bh, i, s, jp);
-    const T m = r < nr ? row_max(s, jblk) : ninf;
+    if (r < nr) mask_scores(a, bh, i, s, j0, jp);
+    const T m = r < nr ? row_max(s + j0, jblk - j0) : ninf;
     if (!(m > ninf)) {  // every key masked (or none exists): a defined zero row
-      std::fill(s, s + jp, T(0));
+      std::fill(s + j0, s + jp, T(0));
       if (r < nr) p.l[row] = ninf;
       continue;
     }
-    for (int64_t j = 0; j < jp; ++j) s[j] = exp_fast(s[j] - m);
-    const T sum = row_sum(s, jblk);
+    for (int64_t j = j0; j < jp; ++j) s[j] = exp_fast(s[j] - m);
+    const T sum = row_sum(s + j0, jblk - j0);
     p.l[row] = m + std::log(sum);
     norm[r] = 1 / sum;
     if (a.dropout_p > 0) {
       const uint64_t ctr = a.seed_offset + static_cast<uint64_t>(row) * Tk;
-      for (int64_t j = 0; j < jblk; ++j)
+      for (int64_t j = j0; j < jblk; ++j)
         if (s[j] != 0 && !dropout_keep(a.seed, ctr + j, keep)) s[j] = 0;
       norm[r] = keep > 0 ? static_cast<T>(norm[r] / keep) : T(0);
     }
   }
-  gemm_pb(w.s.data(), Tkp, jblk, p.v + bh * Tk * Dv, Dv, O);
+  gemm_pb(w.s.data() + j0, Tkp, jblk - j0, p.v + (bh / a.group) * Tk * Dv + j0 * Dv, Dv, O);
   for (int r = 0; r < nr; ++r)
     for (int64_t d = 0; d < Dv; ++d) O[r][d] *= norm[r];
 }
@@ -306,10 +329,11 @@ NG_INLINE void backward_block(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w
     G[r] = r < nr ? p.dout + row * Dv : w.zero.data();
     DQ[r] = r < nr ? p.dq + row * D : w.dummy.data();
   }
-  const int64_t jblk = a.causal ? std::min(Tk, i0 + nr) : Tk;
+  int64_t j0;
+  const int64_t jblk = block_keys<T>(a, i0, nr, &j0);
   const int64_t jp = round_up(jblk, tile_w<T>());
-  gemm_abt(A, D, w.kT.data(), Tkp, jp, w.s.data(), Tkp);   // q . k
-  gemm_abt(G, Dv, w.vT.data(), Tkp, jp, w.dp.data(), Tkp);  // dO . v
+  gemm_abt(A, D, w.kT.data() + j0, Tkp, jp - j0, w.s.data() + j0, Tkp);   // q . k
+  gemm_abt(G, Dv, w.vT.data() + j0, Tkp, jp - j0, w.dp.data() + j0, Tkp);  // dO . v
   const bool drop = a.dropout_p > 0;
   const double keep = 1 - a.dropout_p;
   const T inv_keep = keep > 0 ? static_cast<T>(1 / keep) : T(0);
@@ -320,46 +344,52 @@ NG_INLINE void backward_block(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w
     const int64_t i = i0 + r, row = bh * Tq + i;
     const T l = r < nr ? p.lse[row] : ninf;
     if (!(l > ninf)) {
-      std::fill(s, s + jp, T(0));
-      std::fill(dp, dp + jp, T(0));
-      if (drop) std::fill(pd, pd + jp, T(0));
+      std::fill(s + j0, s + jp, T(0));
+      std::fill(dp + j0, dp + jp, T(0));
+      if (drop) std::fill(pd + j0, pd + jp, T(0));
       continue;
     }
-    mask_scores(a, bh, i, s, jp);
-    for (int64_t j = 0; j < jp; ++j) s[j] = exp_fast(s[j] - l);
+    mask_scores(a, bh, i, s, j0, jp);
+    for (int64_t j = j0; j < jp; ++j) s[j] = exp_fast(s[j] - l);
     const T Di = dot(G[r], p.out + row * Dv, Dv);
     if (drop) {
       const uint64_t ctr = a.seed_offset + static_cast<uint64_t>(row) * Tk;
-      for (int64_t j = 0; j < jp; ++j) {
+      for (int64_t j = j0; j < jp; ++j) {
         const bool kept = j < jblk && s[j] != 0 && dropout_keep(a.seed, ctr + j, keep);
         pd[j] = kept ? s[j] * inv_keep : T(0);
         dp[j] = kept ? dp[j] * inv_keep : T(0);
       }
     }
-    for (int64_t j = 0; j < jp; ++j) dp[j] = s[j] * (dp[j] - Di);
-    if (p.dmask) std::copy(dp, dp + jblk, p.dmask + row * Tk);
+    for (int64_t j = j0; j < jp; ++j) dp[j] = s[j] * (dp[j] - Di);
+    if (p.dmask && jblk > j0) std::copy(dp + j0, dp + jblk, p.dmask + row * Tk + j0);
   }
-  rank_update(dv, Dv, drop ? w.pd.data() : w.s.data(), Tkp, jblk, G, T(1));
-  rank_update(dk, D, w.dp.data(), Tkp, jblk, A, scale);
-  gemm_pb(w.dp.data(), Tkp, jblk, p.k + bh * Tk * D, D, DQ);
+  if (jblk <= j0) {  // no row of the block sees a key: dq rows are zero
+    for (int r = 0; r < nr; ++r) std::fill(DQ[r], DQ[r] + D, T(0));
+    return;
+  }
+  rank_update(dv + j0 * Dv, Dv, (drop ? w.pd.data() : w.s.data()) + j0, Tkp, jblk - j0, G, T(1));
+  rank_update(dk + j0 * D, D, w.dp.data() + j0, Tkp, jblk - j0, A, scale);
+  gemm_pb(w.dp.data() + j0, Tkp, jblk - j0, p.k + (bh / a.group) * Tk * D + j0 * D, D, DQ);
   for (int r = 0; r < nr; ++r)
     for (int64_t d = 0; d < D; ++d) DQ[r][d] *= scale;
 }
 
 template <class T>
 NG_INLINE void forward_unit(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w, int64_t bh, int64_t q0, int64_t q1) {
-  w.load(a, p, bh, false);
+  w.load(a, p, bh / a.group, false);
   for (int64_t i0 = q0; i0 < q1; i0 += RB) forward_block(a, p, w, bh, i0, static_cast<int>(std::min<int64_t>(RB, q1 - i0)));
 }
 
+// kv slice kvh: the query rows [q0, q1) of each of its group's query slices, in order.
 template <class T>
-NG_INLINE void backward_unit(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w, int64_t bh, int64_t q0, int64_t q1,
+NG_INLINE void backward_unit(const AttnArgs& a, const Ptrs<T>& p, Scratch<T>& w, int64_t kvh, int64_t q0, int64_t q1,
                              T* dk, T* dv) {
   std::fill(dk, dk + a.Tk * a.D, T(0));
   std::fill(dv, dv + a.Tk * a.Dv, T(0));
-  w.load(a, p, bh, true);
-  for (int64_t i0 = q0; i0 < q1; i0 += RB)
-    backward_block(a, p, w, bh, i0, static_cast<int>(std::min<int64_t>(RB, q1 - i0)), dk, dv);
+  w.load(a, p, kvh, true);
+  for (int64_t bh = kvh * a.group; bh < (kvh + 1) * a.group; ++bh)
+    for (int64_t i0 = q0; i0 < q1; i0 += RB)
+      backward_block(a, p, w, bh, i0, static_cast<int>(std::min<int64_t>(RB, q1 - i0)), dk, dv);
 }
 
 #if NG_ATTN_AVX2
@@ -429,12 +459,12 @@ int64_t query_chunks(int64_t BH, int64_t Tq) {
 
 template <class T>
 void backward_t(const AttnArgs& a, const Ptrs<T>& p) {
-  const int64_t BH = a.BH, Tq = a.Tq, Tk = a.Tk, D = a.D, Dv = a.Dv;
+  const int64_t BH = a.BH / a.group, Tq = a.Tq, Tk = a.Tk, D = a.D, Dv = a.Dv;  // BH: kv slices here
   const int64_t nc = query_chunks(BH, Tq);
   const int64_t per = round_up((Tq + nc - 1) / nc, RB);
   const int64_t kv = Tk * (D + Dv);
   std::vector<T> part(nc > 1 ? static_cast<size_t>(BH * nc * kv) : 0);
-  if (p.dmask) std::memset(p.dmask, 0, sizeof(T) * static_cast<size_t>(BH * Tq * Tk));
+  if (p.dmask) std::memset(p.dmask, 0, sizeof(T) * static_cast<size_t>(a.BH * Tq * Tk));
   const bool avx2 = use_avx2();
   run_units<T>(a, BH * nc, true, [&](int64_t u, Scratch<T>& w) {
     const int64_t bh = u / nc, c = u % nc;
@@ -471,6 +501,8 @@ void check_args(const AttnArgs& a) {
   NG_CHECK(a.mask_kind == AttnMask::None || static_cast<int64_t>(a.mask_off.size()) == a.BH,
            "scaledDotProductAttention: mask offsets do not cover every slice");
   NG_CHECK(a.dropout_p >= 0 && a.dropout_p <= 1, "scaledDotProductAttention: dropoutP must be in [0, 1]");
+  NG_CHECK(a.group >= 1 && a.BH % a.group == 0, "scaledDotProductAttention: the kv-head group must divide the query slices");
+  NG_CHECK(a.window >= 0, "scaledDotProductAttention: negative sliding window");
 }
 
 }  // namespace
