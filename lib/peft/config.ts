@@ -42,6 +42,7 @@ export const DEFAULT_TARGET_MODULES: Record<string, string[]> = {
   llama: ['q_proj', 'v_proj'],
   mistral: ['q_proj', 'v_proj'],
   qwen2: ['q_proj', 'v_proj'],
+  qwen3: ['q_proj', 'v_proj'],
 };
 
 /** PEFT's classifier head names added to modules_to_save for SEQ_CLS. */

@@ -28,7 +28,7 @@ import {
   loraConfigFromJSON, loraConfigToJSON, resolveLoraConfig, type LoraConfig, type ResolvedLoraConfig, type TaskType,
 } from './config.js';
 import { LoraLinear, type LoraPart } from './lora.js';
-import { matchesTarget, modelLayout, type HFModule, type ModelLayout } from './targets.js';
+import { isHFNamedCausalLM, matchesTarget, modelLayout, type HFModule, type ModelLayout } from './targets.js';
 
 export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
@@ -108,7 +108,7 @@ export class PeftModel<M extends Module = Module> extends Module {
 
   private defaults(): { taskType: TaskType | null } {
     const m = this.baseModel as unknown;
-    return { taskType: m instanceof GPT ? 'CAUSAL_LM' : m instanceof BertForSequenceClassification ? 'SEQ_CLS' : null };
+    return { taskType: m instanceof GPT || isHFNamedCausalLM(this.baseModel) ? 'CAUSAL_LM' : m instanceof BertForSequenceClassification ? 'SEQ_CLS' : null };
   }
 
   /** Adds a new adapter (PEFT's add_adapter); the active adapter does not change unless it is the first. */

@@ -4,7 +4,8 @@
 // here (rows q | k | v), so an HF module may be a row slice of one of our Linears.
 import { BertForMaskedLM, BertForSequenceClassification, BertModel } from '../models/bert.js';
 import { GPT } from '../models/gpt.js';
-import type { Module } from '../nn/module.js';
+import { Embedding, Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
 
 export interface HFModule {
   /** HF module path in the task model (e.g. "bert.encoder.layer.0.attention.self.query"). */
@@ -74,6 +75,28 @@ function bertLayout(m: BertModel | BertForSequenceClassification | BertForMasked
   return { modelType: 'bert', modules: out };
 }
 
+const HF_NAMED_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'];
+
+/**
+ * Models whose module tree already uses Hugging Face's names (LlamaForCausalLM: model.layers.0.self_attn.q_proj):
+ * every Linear maps to itself. The LM head is left out: it runs through its weight (tied or not), not its forward.
+ */
+function hfNamedLayout(m: Module): ModelLayout | null {
+  const t = (m as unknown as { config?: { modelType?: unknown } }).config?.modelType;
+  if (m.constructor.name !== 'LlamaForCausalLM' || typeof t !== 'string' || !HF_NAMED_TYPES.includes(t)) return null;
+  const out: HFModule[] = [];
+  for (const [p, sub] of m.namedModules()) {
+    if (p === '' || p === 'lm_head') continue;
+    if (sub instanceof Linear) out.push({ hf: p, ours: p, kind: 'linear' });
+    else if (sub instanceof Embedding) out.push({ hf: p, ours: p, kind: 'embedding' });
+    else if (sub.children().length === 0 && sub.parameters().length > 0) out.push({ hf: p, ours: p, kind: 'layernorm' });
+  }
+  return { modelType: t, modules: out };
+}
+
+/** True for the causal LMs hfNamedLayout knows (their PEFT task type is CAUSAL_LM). */
+export function isHFNamedCausalLM(m: Module): boolean { return hfNamedLayout(m) !== null; }
+
 type LayoutFn = (m: Module) => ModelLayout | null;
 /** Other model families (Llama, ...) register their layout here from their own files. */
 const EXTRA: LayoutFn[] = [];
@@ -83,11 +106,13 @@ export function registerLayout(fn: LayoutFn): void { EXTRA.push(fn); }
 export function modelLayout(m: Module): ModelLayout {
   if (m instanceof GPT) return gpt2Layout(m);
   if (m instanceof BertModel || m instanceof BertForSequenceClassification || m instanceof BertForMaskedLM) return bertLayout(m);
+  const named = hfNamedLayout(m);
+  if (named) return named;
   for (const f of EXTRA) {
     const l = f(m);
     if (l) return l;
   }
-  throw new Error(`nodegrad: getPeftModel: ${m?.constructor?.name ?? typeof m} is not supported (supported: GPT, BertModel, BertForSequenceClassification, BertForMaskedLM)`);
+  throw new Error(`nodegrad: getPeftModel: ${m?.constructor?.name ?? typeof m} is not supported (supported: GPT, BertModel, BertForSequenceClassification, BertForMaskedLM, LlamaForCausalLM for llama/mistral/qwen2/qwen3)`);
 }
 
 /** PEFT's check_target_module_exists: a list entry matches the whole path or its end after a dot; a string is a full-match regex. */
