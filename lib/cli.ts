@@ -12,6 +12,7 @@ import { additionCorpus, additionProblems } from './data/corpus.js';
 import { Trainer } from './train/trainer.js';
 import { resolveCheckpointDir } from './io/atomic.js';
 import { serveCommand } from './serve/index.js';
+import { chatCommand, generatePretrained, isLlamaFamilyDir } from './chat.js';
 
 type Opts = Record<string, string | boolean | undefined>;
 
@@ -46,7 +47,9 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
 
 const GENERATE_HELP = `usage: nodegrad generate --model DIR [options]
 
-  --model DIR            a directory written by \`nodegrad train\` or model.save()
+  --model DIR            a directory written by \`nodegrad train\` or model.save(), or a
+                         Hugging Face Llama / Mistral / Qwen2 / Qwen3 directory (sampling
+                         defaults from its generation_config.json; stops at its EOS)
   --prompt TEXT          the prompt (default: empty line start)
   --max-new-tokens N     default 64
   --temperature X        0 = greedy (default 0.8)
@@ -106,8 +109,9 @@ const MAIN_HELP = `usage: nodegrad <command> [options]
 commands:
   train      train a GPT (no options: the built-in demo)
   finetune   fine-tune a BERT classifier on labelled text (--demo spam for a demo)
-  generate   sample text from a trained model
-  serve      HTTP inference server for a saved GPT or BERT classifier
+  generate   sample text from a trained model or a Hugging Face Llama/Mistral/Qwen directory
+  chat       chat with a Hugging Face Llama/Mistral/Qwen directory (its chat template)
+  serve      HTTP inference server for a GPT, a Llama/Mistral/Qwen directory or a BERT classifier
   mnist      train a small CNN on MNIST digits and report its accuracy
   info       what this installation can do (CPU features, threads, CUDA)
 
@@ -278,6 +282,7 @@ async function generateCmd(argv: string[]): Promise<number> {
   const exists = await stat(dir).then(() => true, () => false);
   if (!exists) throw new Error(`nodegrad generate: --model ${dir}: no such directory`);
   const d = await resolveCheckpointDir(dir);
+  if (await isLlamaFamilyDir(d)) return generatePretrained(d, (o.prompt as string | undefined) ?? '', o);
   let tok: Tokenizer;
   try {
     tok = tokenizerFromJSON(JSON.parse(await readFile(path.join(d, 'tokenizer.json'), 'utf8')));
@@ -405,6 +410,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'generate': return generateCmd(rest);
     case 'finetune': return finetune(rest);
     case 'serve': return serveCommand(rest);
+    case 'chat': return chatCommand(rest);
     case 'mnist': return mnist(rest);
     case 'info': console.log(JSON.stringify(info(), null, 2)); return 0;
     case undefined: case '-h': case '--help': case 'help': console.log(MAIN_HELP); return 0;

@@ -7,7 +7,7 @@ import { tensor } from './ops/creation.js';
 import { mulberry32, nextRandom } from './random.js';
 import type { Tensor } from './tensor.js';
 import type { Device } from './storage.js';
-import { disposeKVCache, type LayerKVCache } from './nn/attention.js';
+import type { KVCache } from './nn/kv_cache.js';
 
 export interface GenerateOptions {
   maxNewTokens?: number;
@@ -24,16 +24,34 @@ export interface GenerateOptions {
   useCache?: boolean;
 }
 
+export interface DecodeStepOptions {
+  /** int32 positions [B, T] of the new tokens; default cache.length .. cache.length + T - 1 for every row. */
+  positions?: Tensor | null;
+  /** Key-padding mask [B, cache.length + T] (1 = a real token, 0 = padding), over the cached columns and the new ones. */
+  attentionMask?: Tensor | null;
+}
+
+/**
+ * What incremental decoding needs from a causal language model (GPT, LlamaForCausalLM):
+ * a KV cache and one step that appends tokens to it. generate() and `nodegrad serve`
+ * decode any model through these two methods.
+ */
 export interface Generator {
-  readonly config: { blockSize: number; vocabSize: number };
+  readonly config: { vocabSize: number };
+  /** The longest sequence the model attends over (GPT: blockSize; Llama: maxPositionEmbeddings). */
+  readonly maxSequenceLength: number;
   training: boolean;
   train(mode?: boolean): unknown;
-  forward(ids: Tensor, opts: { kvCache?: LayerKVCache[] }): { logits: Tensor };
-  newKVCache(): LayerKVCache[];
+  /** An empty KV cache for batchSize rows with `capacity` columns allocated up front. */
+  newDecodeCache(batchSize: number, capacity: number): KVCache;
+  /**
+   * Runs inputIds [B, T] (int32) after the cache's columns, appends their keys and values
+   * to the cache and returns the float32 logits of the last position [B, vocabSize].
+   */
+  decodeStep(inputIds: Tensor, cache: KVCache, opts?: DecodeStepOptions): Tensor;
   /** Where the model's weights live (prompts are moved there); the CPU when absent. */
   parameters?(): Iterable<Tensor>;
 }
-
 
 function normalizeIds(ids: Tensor | number[][] | number[]): number[][] {
   if (Array.isArray(ids)) {
@@ -111,8 +129,10 @@ class Decoder {
   readonly done: boolean[];
   private readonly rng: () => number;
   private readonly stop: Set<number>;
-  private cache: LayerKVCache[] | null;
+  private readonly useCache: boolean;
+  private cache: KVCache | null = null;
   private fed = 0; // tokens of seqs already in the cache
+  private readonly promptLength: number;
   private readonly wasTraining: boolean;
 
   constructor(private readonly model: Generator, inputIds: Tensor | number[][] | number[], private readonly opts: GenerateOptions) {
@@ -120,13 +140,14 @@ class Decoder {
     this.seqs = normalizeIds(inputIds);
     const T0 = this.seqs[0].length;
     if (T0 === 0 || this.seqs.some((r) => r.length !== T0)) throw new Error('nodegrad: generate: prompts must be non-empty and of equal length');
+    this.promptLength = T0;
     const V = model.config.vocabSize;
     for (const r of this.seqs) for (const t of r) if (!Number.isInteger(t) || t < 0 || t >= V) throw new Error(`nodegrad: generate: token ${t} is out of range for vocabulary size ${V}`);
     const [s, o] = nextRandom(1);
     this.rng = mulberry32(opts.seed ?? (s * 2654435761 + o) % 4294967296);
     this.stop = new Set(opts.stopTokens ?? []);
     this.done = new Array<boolean>(this.seqs.length).fill(false);
-    this.cache = opts.useCache ?? true ? model.newKVCache() : null;
+    this.useCache = opts.useCache ?? true;
     this.wasTraining = model.training;
     model.train(false);
   }
@@ -136,20 +157,25 @@ class Decoder {
   /** Appends one token to every row (a row that stopped repeats its last token) and returns them. */
   step(): number[] {
     const { model, seqs } = this;
-    const V = model.config.vocabSize, block = model.config.blockSize;
+    const V = model.config.vocabSize, block = model.maxSequenceLength;
     const next = noGrad(() => scope(() => {
       const len = seqs[0].length;
-      if (this.cache && len > block) {
-        // the window slides past the cache: start again from the last blockSize tokens
-        disposeKVCache(this.cache);
-        this.cache = model.newKVCache();
+      if (!this.useCache || len > block) {
+        // no cache, or the window slides past it: start again from the last block tokens
+        this.cache?.dispose();
+        this.cache = null;
         this.fed = 0;
       }
-      const start = this.cache && this.fed > 0 ? this.fed : Math.max(0, len - block);
+      const start = this.fed > 0 ? this.fed : Math.max(0, len - block);
+      if (!this.cache) {
+        // room for the rest of the generation (up to the window), so the cache never grows
+        const later = this.useCache ? Math.max(0, (this.opts.maxNewTokens ?? 32) - (len - this.promptLength) - 1) : 0;
+        this.cache = model.newDecodeCache(seqs.length, Math.min(block, len - start + later));
+      }
       const ids = tensor(seqs.map((r) => r.slice(start)), { dtype: 'int32', device: modelDevice(model) });
-      const { logits } = model.forward(ids, { kvCache: this.cache ?? undefined });
+      const logits = model.decodeStep(ids, this.cache);
       this.fed = len;
-      const last = logits.select(1, logits.shape[1] - 1).dataSync() as Float32Array;
+      const last = logits.dataSync() as Float32Array;
       return seqs.map((r, b) => sampleToken(last.subarray(b * V, (b + 1) * V), r, this.opts, this.rng));
     }));
     seqs.forEach((r, b) => {
@@ -161,7 +187,7 @@ class Decoder {
   }
 
   close(): void {
-    if (this.cache) disposeKVCache(this.cache);
+    this.cache?.dispose();
     this.cache = null;
     this.model.train(this.wasTraining);
   }

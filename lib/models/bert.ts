@@ -17,9 +17,8 @@ import { MultiheadAttention } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module, parameter } from '../nn/module.js';
 import type { Device } from '../storage.js';
-import {
-  loadBertPretrained, saveBertPretrained, type BertArchitecture, type BertPretrainedOptions, type SavePretrainedOptions,
-} from './hf.js';
+import type { SavePretrainedOptions } from './hf.js';
+import { loadBertPretrained, saveBertPretrained, type BertArchitecture, type BertPretrainedOptions } from './bert_hf.js';
 import {
   BYTES_PER_PARAMETER, ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount, show, type ConfigSource,
 } from './sizes.js';

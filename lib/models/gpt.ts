@@ -6,7 +6,7 @@ import { arange, randn, tensor, zeros } from '../ops/creation.js';
 import { lowPrecision } from '../autocast.js';
 import { keep } from '../memory.js';
 import { crossEntropy } from '../ops/loss.js';
-import { add } from '../ops/elementwise.js';
+import { add, cast } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
 import { cat, narrow, reshape } from '../ops/shape.js';
 import { fmt } from '../ops/util.js';
@@ -15,7 +15,8 @@ import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { checkpoint } from '../nn/checkpoint.js';
-import { generate, generateStream, type GenerateOptions } from '../generate.js';
+import { generate, generateStream, type DecodeStepOptions, type GenerateOptions } from '../generate.js';
+import { KVCache } from '../nn/kv_cache.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
@@ -24,7 +25,8 @@ import type { Device } from '../storage.js';
 import {
   BYTES_PER_PARAMETER, ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount, show, type ConfigSource,
 } from './sizes.js';
-import { loadGPT2Pretrained, saveGPT2Pretrained, type SavePretrainedOptions } from './hf.js';
+import type { SavePretrainedOptions } from './hf.js';
+import { loadGPT2Pretrained, saveGPT2Pretrained } from './gpt_hf.js';
 
 export interface GPTConfig {
   vocabSize: number;
@@ -375,6 +377,31 @@ export class GPT extends Module {
   }
 
   newKVCache(): LayerKVCache[] { return emptyKVCache(this.config.nLayer); }
+
+  /** The context length (blockSize): generation and serving never attend over more. */
+  get maxSequenceLength(): number { return this.config.blockSize; }
+
+  /** A preallocated KV cache for batchSize rows and `capacity` positions (see decodeStep). */
+  newDecodeCache(batchSize: number, capacity: number): KVCache {
+    const c = this.config, w = this.wte.weight;
+    return new KVCache({ nLayer: c.nLayer, batchSize, numHeads: c.nHead, headDim: c.nEmbd / c.nHead, capacity, dtype: w.dtype, device: w.device });
+  }
+
+  /**
+   * One incremental-decoding step (generate.ts's Generator): inputIds [B, T] after the
+   * cache's columns, at `positions` [B, T] (default: the next T positions) and with a
+   * key-padding mask over cache and new columns; returns the last position's float32
+   * logits [B, V]. Only the last position goes through the final norm and the head.
+   */
+  decodeStep(inputIds: Tensor, cache: KVCache, opts: DecodeStepOptions = {}): Tensor {
+    const T = inputIds.shape[1], past = cache.length;
+    const pos = opts.positions ?? arange(past, past + T, 1, { device: inputIds.device });
+    let x = add(this.wte.forward(inputIds), this.wpe.forward(pos));
+    let i = 0;
+    for (const block of this.h) x = block.forward(x, { isCausal: true, kvCache: cache.layers[i++], keyPaddingMask: opts.attentionMask });
+    const logits = linear(this.lnF.forward(x.select(1, T - 1)), this.wte.weight);
+    return logits.dtype === 'float32' ? logits : cast(logits, 'float32');
+  }
 
   generate(inputIds: Tensor | number[][] | number[], opts: GenerateOptions = {}): number[][] {
     return generate(this, inputIds, opts);

@@ -1,15 +1,19 @@
-// Hugging Face checkpoint directories, both ways: config.json <-> camelCase configs, and
-// model.safetensors (or shards listed in model.safetensors.index.json) <-> our parameters.
+// Hugging Face checkpoint directories, the machinery every model family shares:
+// config.json read with errors naming the file and field, and dispatched by its
+// model_type to the family that reads it (registerHFFamily: gpt_hf.ts, bert_hf.ts,
+// llama_hf.ts each own their config mapping and weight-name rules); model.safetensors
+// (or the shards listed in model.safetensors.index.json) matched to a model's parameters
+// and written back, sharded above a size as transformers' max_shard_size.
 //
-// Each model has a table of rules, one per parameter of ours: the HF tensor names it comes
-// from and how ('copy'; 'transpose' for GPT-2's Conv1D weights stored [in, out]; 'cat' for
+// A family's plan has one rule per parameter of ours: the HF tensor names it comes from
+// and how ('copy'; 'transpose' for GPT-2's Conv1D weights stored [in, out]; 'cat' for
 // BERT's separate query/key/value, stacked along the output dim into our fused QKV).
 // Names are matched after normalising the checkpoint's own: the base-model prefix
-// ('transformer.' / 'bert.') is dropped when present and old 'LayerNorm.gamma/beta' names
-// become 'weight/bias'. Shapes are checked from the headers before any tensor is read;
-// tensors are then read one at a time, so a checkpoint is never held in memory twice.
-// Export applies the rules backwards and writes HF's names, leaving out tied tensors as
-// transformers' save_pretrained does.
+// ('transformer.' / 'bert.' / 'model.') is dropped when present and old
+// 'LayerNorm.gamma/beta' names become 'weight/bias'. Shapes are checked from the headers
+// before any tensor is read; tensors are then read one at a time, so a checkpoint is never
+// held in memory twice. Export applies the rules backwards and writes HF's names, leaving
+// out tied tensors as transformers' save_pretrained does.
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noGrad } from '../autograd.js';
@@ -19,39 +23,75 @@ import { contiguous } from '../ops/shape.js';
 import { fmt } from '../ops/util.js';
 import type { Tensor } from '../tensor.js';
 import type { Module } from '../nn/module.js';
-import { resolveCheckpointDir, writeDirAtomic, type FileContents } from '../io/atomic.js';
+import { writeDirAtomic, type FileContents } from '../io/atomic.js';
 import { openSafetensors, safetensorsWriter, type SafetensorsReader } from '../io/safetensors.js';
-import {
-  BertForMaskedLM, BertForSequenceClassification, BertModel, bertParameterShapes, checkBertSize,
-  type BertActivation, type BertConfig, type ProblemType,
-} from './bert.js';
-import { GPT, checkGPTSize, gptParameterShapes, type GPTConfig } from './gpt.js';
 
-export type BertArchitecture = 'BertModel' | 'BertForSequenceClassification' | 'BertForMaskedLM';
-/** Overrides of config.json's fields (e.g. { numLabels: 3 } for a fresh classifier). */
-export type BertPretrainedOptions = BertConfig;
+export type SaveDType = 'float32' | 'float16' | 'bfloat16';
 export interface SavePretrainedOptions {
-  /** dtype of the written tensors (default float32). */
-  dtype?: 'float32' | 'float16' | 'bfloat16';
+  /** dtype of the written tensors (default float32; LlamaForCausalLM: its parameters' dtype). */
+  dtype?: SaveDType;
   /**
    * Extra files for the directory, e.g. tokenizer files. Files already in the directory
    * other than config.json and weight files are kept.
    */
   extraFiles?: Record<string, FileContents>;
+  /**
+   * Largest weight file: above it the weights go to model-0000i-of-0000n.safetensors shards
+   * listed in model.safetensors.index.json. Bytes, or '5GB' / '500MB' / '2GiB' (default '5GB',
+   * transformers' max_shard_size).
+   */
+  maxShardSize?: number | string;
 }
-export type GPT2Config = Required<GPTConfig>;
-type Raw = Record<string, unknown>;
-export type HFConfig =
-  | { modelType: 'gpt2'; config: GPT2Config; architectures: string[]; raw: Raw }
-  | { modelType: 'bert'; config: BertConfig; architectures: string[]; raw: Raw };
+export type Raw = Record<string, unknown>;
 
-/** The config.json each loaded model came with, so an export keeps fields we do not model. */
-const RAW = new WeakMap<Module, Raw>();
-const TANH_GELU = ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'];
+/**
+ * config.json's model_type -> the config its family reads. Each family adds its entries
+ * (declaration merging: `declare module './hf.js' { interface HFConfigTypes { gpt2: GPT2Config } }`).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface HFConfigTypes {}
+export type HFConfig = {
+  [K in keyof HFConfigTypes]: { modelType: K; config: HFConfigTypes[K]; architectures: string[]; raw: Raw }
+}[keyof HFConfigTypes];
+
+/** What a size check of a checkpoint may add: the operation named in errors, copies held at once (server workers). */
+export interface PretrainedCheckOptions { op?: string; copies?: number }
+
+/** One model family's part of the HF machinery. */
+export interface HFFamily {
+  /** config.json model_type values it reads. */
+  modelTypes: readonly string[];
+  /** When config.json has no model_type: prefixes of its `architectures` entries and the model_type each means. */
+  architectures?: Readonly<Record<string, string>>;
+  /** Our config from config.json's fields (checked with f's errors). */
+  readConfig(f: Fields, modelType: string): unknown;
+  /** Our classes (as inspectPretrained names them) whose directories this family checks. */
+  classes?: readonly string[];
+  /** Checks a directory as fromPretrained would before it allocates; reads no weights. */
+  inspect?(dir: string, cls: string, check: PretrainedCheckOptions): Promise<void>;
+}
+
+const FAMILIES: HFFamily[] = [];
+
+/** Adds a model family to the dispatch of loadHFConfig and inspectPretrained (each family's module does so when loaded). */
+export function registerHFFamily(family: HFFamily): void {
+  for (const t of family.modelTypes) {
+    const other = FAMILIES.find((f) => f !== family && f.modelTypes.includes(t));
+    if (other) throw new Error(`nodegrad: registerHFFamily: model_type ${JSON.stringify(t)} is already read by another family`);
+  }
+  if (!FAMILIES.includes(family)) FAMILIES.push(family);
+}
+
+/** The registered families, loading the built-in ones first (they register themselves on import). */
+async function families(): Promise<HFFamily[]> {
+  await import('./index.js');
+  return FAMILIES;
+}
 
 // ---- config.json ------------------------------------------------------------------------
 
-class Fields {
+/** config.json's fields read with errors that name the file and the field. */
+export class Fields {
   constructor(readonly raw: Raw, readonly file: string) {}
   err(key: string, what: string): Error {
     return new Error(`nodegrad: loadHFConfig: field "${key}" of ${this.file} ${what} (got ${JSON.stringify(this.raw[key])})`);
@@ -78,187 +118,72 @@ class Fields {
   }
 }
 
-function gpt2Config(f: Fields): GPT2Config {
-  const nEmbd = f.int('n_embd', 768);
-  f.unsupported('activation_function', (v) => TANH_GELU.includes(v as string), `GPT uses the tanh GELU (${TANH_GELU.join(', ')})`);
-  f.unsupported('n_inner', (v) => v === 4 * nEmbd, `the MLP width is 4 * n_embd = ${4 * nEmbd}`);
-  f.unsupported('scale_attn_weights', (v) => v === true, 'attention scores are always scaled by 1/sqrt(head dim)');
-  f.unsupported('scale_attn_by_inverse_layer_idx', (v) => v === false, 'no per-layer attention scaling');
-  f.unsupported('add_cross_attention', (v) => v === false, 'no cross-attention');
-  f.unsupported('tie_word_embeddings', (v) => v === true, 'the output projection is tied to wte');
-  return {
-    vocabSize: f.int('vocab_size', 50257), blockSize: f.int('n_positions', f.int('n_ctx', 1024)), nLayer: f.int('n_layer', 12),
-    nHead: f.int('n_head', 12), nEmbd, dropout: f.num('resid_pdrop', 0.1), bias: true, layerNormEps: f.num('layer_norm_epsilon', 1e-5),
-    checkpoint: false, padVocabMultiple: 0,
-  };
-}
-
-function bertConfig(f: Fields): BertConfig {
-  f.unsupported('position_embedding_type', (v) => v === 'absolute', 'only absolute position embeddings');
-  f.unsupported('is_decoder', (v) => v === false, 'BERT runs as an encoder');
-  f.unsupported('add_cross_attention', (v) => v === false, 'no cross-attention');
-  const labels = f.raw.id2label;
-  let id2label: Record<number, string> | undefined;
-  if (labels !== undefined && labels !== null) {
-    if (typeof labels !== 'object' || Array.isArray(labels)) throw f.err('id2label', 'must be an object');
-    id2label = Object.fromEntries(Object.entries(labels).map(([k, v]) => [Number(k), String(v)]));
-  }
-  const l2i = f.raw.label2id;
-  const cd = f.raw.classifier_dropout;
-  const pt = f.raw.problem_type;
-  return {
-    vocabSize: f.int('vocab_size', 30522), hiddenSize: f.int('hidden_size', 768), numHiddenLayers: f.int('num_hidden_layers', 12),
-    numAttentionHeads: f.int('num_attention_heads', 12), intermediateSize: f.int('intermediate_size', 3072),
-    hiddenAct: f.str('hidden_act', 'gelu') as BertActivation, hiddenDropoutProb: f.num('hidden_dropout_prob', 0.1),
-    attentionProbsDropoutProb: f.num('attention_probs_dropout_prob', 0.1), maxPositionEmbeddings: f.int('max_position_embeddings', 512),
-    typeVocabSize: f.int('type_vocab_size', 2), layerNormEps: f.num('layer_norm_eps', 1e-12),
-    padTokenId: f.raw.pad_token_id === null ? null : f.int('pad_token_id', 0, 0), initializerRange: f.num('initializer_range', 0.02),
-    classifierDropout: cd === undefined || cd === null ? null : f.num('classifier_dropout', 0),
-    numLabels: id2label ? Object.keys(id2label).length : f.int('num_labels', 2), id2label,
-    label2id: l2i && typeof l2i === 'object' ? l2i as Record<string, number> : undefined,
-    problemType: typeof pt === 'string' ? pt as ProblemType : null,
-    tieWordEmbeddings: f.raw.tie_word_embeddings === undefined ? true : f.raw.tie_word_embeddings === true,
-  };
-}
-
-/** Reads config.json of a Hugging Face model directory (GPT-2 or BERT) into our camelCase config. */
-export async function loadHFConfig(dir: string): Promise<HFConfig> {
+/** config.json of a directory as an object (errors name the file). */
+export async function readConfigJSON(dir: string, op = 'loadHFConfig'): Promise<{ file: string; raw: Raw }> {
   const file = path.join(dir, 'config.json');
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));
   } catch (e) {
-    throw new Error(`nodegrad: loadHFConfig: cannot read ${file}: ${(e as Error).message}`);
+    throw new Error(`nodegrad: ${op}: cannot read ${file}: ${(e as Error).message}`);
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`nodegrad: loadHFConfig: ${file} is not a JSON object`);
-  const f = new Fields(raw as Raw, file);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`nodegrad: ${op}: ${file} is not a JSON object`);
+  return { file, raw: raw as Raw };
+}
+
+/**
+ * Reads config.json of a Hugging Face model directory into our camelCase config, by the
+ * family that reads its model_type (GPT-2, BERT, Llama/Mistral/Qwen2/Qwen3).
+ */
+export async function loadHFConfig(dir: string): Promise<HFConfig> {
+  const { file, raw } = await readConfigJSON(dir);
+  const f = new Fields(raw, file);
   const architectures = Array.isArray(f.raw.architectures) ? f.raw.architectures.map(String) : [];
-  const type = f.raw.model_type ?? (architectures.some((a) => a.startsWith('GPT2')) ? 'gpt2' : architectures.some((a) => a.startsWith('Bert')) ? 'bert' : undefined);
-  if (type === 'gpt2') return { modelType: 'gpt2', config: gpt2Config(f), architectures, raw: f.raw };
-  if (type === 'bert') return { modelType: 'bert', config: bertConfig(f), architectures, raw: f.raw };
-  throw new Error(`nodegrad: loadHFConfig: model_type ${JSON.stringify(type)} in ${file} is not supported (supported: gpt2, bert)`);
+  const all = await families();
+  let type = f.raw.model_type;
+  if (type === undefined) {
+    // older configs name only the class: GPT2LMHeadModel, BertForMaskedLM, ...
+    const byPrefix = all.flatMap((fam) => Object.entries(fam.architectures ?? {})).sort((a, b) => b[0].length - a[0].length);
+    type = byPrefix.find(([p]) => architectures.some((a) => a.startsWith(p)))?.[1];
+  }
+  const family = all.find((fam) => fam.modelTypes.includes(type as string));
+  if (!family) {
+    const supported = all.flatMap((fam) => fam.modelTypes).join(', ');
+    throw new Error(`nodegrad: loadHFConfig: model_type ${JSON.stringify(type)} in ${file} is not supported (supported: ${supported})`);
+  }
+  return { modelType: type, config: family.readConfig(f, type as string), architectures, raw: f.raw } as HFConfig;
 }
 
-function gpt2ConfigJSON(model: GPT, raw: Raw = {}): Raw {
-  const c = model.config;
-  const keepDrops = raw.resid_pdrop === c.dropout;
-  const { torch_dtype: _t, dtype: _d, transformers_version: _v, ...base } = raw;
-  return {
-    ...base, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', vocab_size: c.vocabSize, n_positions: c.blockSize,
-    n_ctx: c.blockSize, n_embd: c.nEmbd, n_layer: c.nLayer, n_head: c.nHead, n_inner: null,
-    activation_function: TANH_GELU.includes(raw.activation_function as string) ? raw.activation_function : 'gelu_new',
-    resid_pdrop: c.dropout, embd_pdrop: keepDrops ? raw.embd_pdrop ?? c.dropout : c.dropout,
-    attn_pdrop: keepDrops ? raw.attn_pdrop ?? c.dropout : c.dropout, layer_norm_epsilon: model.lnF.eps,
-    initializer_range: raw.initializer_range ?? 0.02, scale_attn_weights: true, scale_attn_by_inverse_layer_idx: false,
-    reorder_and_upcast_attn: raw.reorder_and_upcast_attn ?? false, tie_word_embeddings: true, use_cache: raw.use_cache ?? true,
-  };
-}
-
-function bertConfigJSON(model: BertModel | BertForSequenceClassification | BertForMaskedLM, arch: BertArchitecture, raw: Raw = {}): Raw {
-  const c = model.config;
-  const { torch_dtype: _t, dtype: _d, transformers_version: _v, problem_type: _p, num_labels: _n, ...base } = raw;
-  return {
-    ...base, architectures: [arch], model_type: 'bert', vocab_size: c.vocabSize, hidden_size: c.hiddenSize,
-    num_hidden_layers: c.numHiddenLayers, num_attention_heads: c.numAttentionHeads, intermediate_size: c.intermediateSize,
-    hidden_act: c.hiddenAct, hidden_dropout_prob: c.hiddenDropoutProb, attention_probs_dropout_prob: c.attentionProbsDropoutProb,
-    max_position_embeddings: c.maxPositionEmbeddings, type_vocab_size: c.typeVocabSize, initializer_range: c.initializerRange,
-    layer_norm_eps: c.layerNormEps, pad_token_id: c.padTokenId, position_embedding_type: 'absolute',
-    classifier_dropout: c.classifierDropout, tie_word_embeddings: c.tieWordEmbeddings,
-    id2label: Object.fromEntries(Object.entries(c.id2label).map(([k, v]) => [String(k), v])), label2id: { ...c.label2id },
-    ...(c.problemType ? { problem_type: c.problemType } : {}),
-  };
+/**
+ * Checks a Hugging Face directory as `cls`.fromPretrained would before it allocates:
+ * config.json (types, ranges), the model's size against the memory available (times
+ * `copies`) and the weights' headers against the config. Reads no weights.
+ */
+export async function inspectPretrained(dir: string, cls: string, check: PretrainedCheckOptions = {}): Promise<void> {
+  const family = (await families()).find((f) => f.classes?.includes(cls) && f.inspect);
+  if (!family?.inspect) throw new Error(`nodegrad: inspectPretrained: no model family loads ${JSON.stringify(cls)}`);
+  await family.inspect(dir, cls, check);
 }
 
 // ---- weight-name rules ------------------------------------------------------------------
 
-interface Rule {
+export interface Rule {
   ours: string;
   hf: string[];
   kind: 'copy' | 'transpose' | 'cat';
-  /** HF name carries the base-model prefix ('transformer.' / 'bert.') in the exported model. */
+  /** HF name carries the base-model prefix ('transformer.', 'bert.', 'model.') in the exported model. */
   base: boolean;
   /** A head: when absent from a checkpoint it keeps its fresh initialisation (with a warning). */
   optional?: boolean;
   /** Older name accepted on import when hf[0] is absent. */
   alt?: string;
 }
-interface Plan { what: string; basePrefix: string; exportPrefix: string; rules: Rule[]; ignore: RegExp[] }
+export interface Plan { what: string; basePrefix: string; exportPrefix: string; rules: Rule[]; ignore: RegExp[] }
 
-const rule = (ours: string, hf: string | string[], kind: Rule['kind'] = 'copy', extra: Partial<Rule> = {}): Rule =>
+export const rule = (ours: string, hf: string | string[], kind: Rule['kind'] = 'copy', extra: Partial<Rule> = {}): Rule =>
   ({ ours, hf: Array.isArray(hf) ? hf : [hf], kind, base: true, ...extra });
-const wb = (ours: string, hf: string, kind: 'copy' | 'transpose' = 'copy', extra: Partial<Rule> = {}): Rule[] =>
+export const wb = (ours: string, hf: string, kind: 'copy' | 'transpose' = 'copy', extra: Partial<Rule> = {}): Rule[] =>
   [rule(`${ours}.weight`, `${hf}.weight`, kind, extra), rule(`${ours}.bias`, `${hf}.bias`, 'copy', extra)];
-
-function gptPlan(nLayer: number): Plan {
-  const rules = [rule('wte.weight', 'wte.weight'), rule('wpe.weight', 'wpe.weight')];
-  for (let i = 0; i < nLayer; i++) {
-    const o = `h.${i}`;
-    rules.push(...wb(`${o}.ln1`, `${o}.ln_1`), ...wb(`${o}.attn.cAttn`, `${o}.attn.c_attn`, 'transpose'),
-      ...wb(`${o}.attn.cProj`, `${o}.attn.c_proj`, 'transpose'), ...wb(`${o}.ln2`, `${o}.ln_2`),
-      ...wb(`${o}.mlp.cFc`, `${o}.mlp.c_fc`, 'transpose'), ...wb(`${o}.mlp.cProj`, `${o}.mlp.c_proj`, 'transpose'));
-  }
-  rules.push(...wb('lnF', 'ln_f'));
-  return {
-    what: 'GPT', basePrefix: 'transformer.', exportPrefix: 'transformer.', rules,
-    ignore: [/^h\.\d+\.attn\.(bias|masked_bias)$/, /^lm_head\.weight$/],
-  };
-}
-
-function bertBaseRules(p: string, nLayer: number, pooler: boolean): Rule[] {
-  const rules = [
-    rule(`${p}embeddings.wordEmbeddings.weight`, 'embeddings.word_embeddings.weight'),
-    rule(`${p}embeddings.positionEmbeddings.weight`, 'embeddings.position_embeddings.weight'),
-    rule(`${p}embeddings.tokenTypeEmbeddings.weight`, 'embeddings.token_type_embeddings.weight'),
-    ...wb(`${p}embeddings.layerNorm`, 'embeddings.LayerNorm'),
-  ];
-  for (let i = 0; i < nLayer; i++) {
-    const o = `${p}encoder.layer.${i}`, h = `encoder.layer.${i}`, qkv = ['query', 'key', 'value'];
-    rules.push(
-      rule(`${o}.attention.cAttn.weight`, qkv.map((n) => `${h}.attention.self.${n}.weight`), 'cat'),
-      rule(`${o}.attention.cAttn.bias`, qkv.map((n) => `${h}.attention.self.${n}.bias`), 'cat'),
-      ...wb(`${o}.attention.cProj`, `${h}.attention.output.dense`), ...wb(`${o}.attentionNorm`, `${h}.attention.output.LayerNorm`),
-      ...wb(`${o}.intermediate`, `${h}.intermediate.dense`), ...wb(`${o}.output`, `${h}.output.dense`),
-      ...wb(`${o}.outputNorm`, `${h}.output.LayerNorm`));
-  }
-  if (pooler) rules.push(...wb(`${p}pooler.dense`, 'pooler.dense', 'copy', { optional: true }));
-  return rules;
-}
-
-/** The model a BERT plan is for: its class, layers, whether it has a pooler (BertModel) and an untied decoder (BertForMaskedLM). */
-interface BertLayout { arch: BertArchitecture; layers: number; pooler: boolean; untiedDecoder: boolean }
-
-function bertLayout(model: BertModel | BertForSequenceClassification | BertForMaskedLM): BertLayout {
-  const arch = model instanceof BertModel ? 'BertModel' : model instanceof BertForSequenceClassification ? 'BertForSequenceClassification' : 'BertForMaskedLM';
-  return {
-    arch, layers: model.config.numHiddenLayers, pooler: model instanceof BertModel ? model.pooler !== null : true,
-    untiedDecoder: model instanceof BertForMaskedLM && model.decoderWeight !== null,
-  };
-}
-
-function bertPlan(m: BertLayout): Plan {
-  const L = m.layers;
-  const buffers = [/^embeddings\.(position_ids|token_type_ids)$/];
-  if (m.arch === 'BertModel') {
-    return { what: 'BertModel', basePrefix: 'bert.', exportPrefix: '', rules: bertBaseRules('', L, m.pooler), ignore: [...buffers, /^cls\./] };
-  }
-  if (m.arch === 'BertForSequenceClassification') {
-    return {
-      what: 'BertForSequenceClassification', basePrefix: 'bert.', exportPrefix: 'bert.', ignore: [...buffers, /^cls\./],
-      rules: [...bertBaseRules('bert.', L, true), ...wb('classifier', 'classifier', 'copy', { base: false, optional: true })],
-    };
-  }
-  const head = { base: false, optional: true };
-  const rules = [
-    ...bertBaseRules('bert.', L, false),
-    ...wb('transformDense', 'cls.predictions.transform.dense', 'copy', head),
-    ...wb('transformNorm', 'cls.predictions.transform.LayerNorm', 'copy', head),
-    rule('decoderBias', 'cls.predictions.bias', 'copy', { ...head, alt: 'cls.predictions.decoder.bias' }),
-  ];
-  if (m.untiedDecoder) rules.push(rule('decoderWeight', 'cls.predictions.decoder.weight', 'copy', head));
-  const ignore = [...buffers, /^pooler\./, /^cls\.seq_relationship\./, /^cls\.predictions\.decoder\.bias$/];
-  if (!m.untiedDecoder) ignore.push(/^cls\.predictions\.decoder\.weight$/);
-  return { what: 'BertForMaskedLM', basePrefix: 'bert.', exportPrefix: 'bert.', rules, ignore };
-}
 
 /** HF shape of each tensor a rule reads, from our parameter's shape. */
 function hfShapes(r: Rule, shape: readonly number[]): number[][] {
@@ -316,7 +241,7 @@ async function openWeights(dir: string, what: string): Promise<{ sources: Source
 }
 
 /** The checkpoint's tensors matched to the rules of a plan; the readers stay open until close(). */
-interface Matched {
+export interface Matched {
   jobs: { r: Rule; srcs: Source[] }[];
   missingHeads: string[];
   unexpected: string[];
@@ -328,7 +253,7 @@ interface Matched {
  * (from the safetensors headers) against the shapes the config implies, before any model
  * exists: a config that disagrees with the weights fails without allocating.
  */
-async function matchWeights(dir: string, plan: Plan, shapesOf: Map<string, number[]>): Promise<Matched> {
+export async function matchWeights(dir: string, plan: Plan, shapesOf: Map<string, number[]>): Promise<Matched> {
   const what = `${plan.what}.fromPretrained`;
   const { sources, close } = await openWeights(dir, what);
   const missingHeads: string[] = [];
@@ -406,7 +331,7 @@ async function copyWeights(model: Module, m: Matched, plan: Plan, dir: string): 
 }
 
 /** Builds a model once its checkpoint matched, copying the weights in; the readers are closed either way. */
-async function buildAndCopy<M extends Module>(build: () => M, m: Matched, plan: Plan, dir: string): Promise<M> {
+export async function buildAndCopy<M extends Module>(build: () => M, m: Matched, plan: Plan, dir: string): Promise<M> {
   let model: M;
   try {
     model = build();
@@ -418,88 +343,14 @@ async function buildAndCopy<M extends Module>(build: () => M, m: Matched, plan: 
   return model;
 }
 
-/** How our GPT config fields are called in a GPT-2 config.json. */
-const GPT2_NAMES: Record<string, string> = {
-  vocabSize: 'vocab_size', blockSize: 'n_positions', nLayer: 'n_layer', nHead: 'n_head', nEmbd: 'n_embd',
-  dropout: 'resid_pdrop', layerNormEps: 'layer_norm_epsilon',
-};
-const snake = (k: string): string => k.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
-
-/** What a size check of a checkpoint may add: the operation named in errors, copies held at once (server workers). */
-export interface PretrainedCheckOptions { op?: string; copies?: number }
-
-/** config.json, the model's size and the weights' headers checked against each other; no model is allocated yet. */
-async function prepareGPT2(dir: string, check: PretrainedCheckOptions = {}) {
-  const op = check.op ?? 'GPT.fromPretrained';
-  const hf = await loadHFConfig(dir);
-  if (hf.modelType !== 'gpt2') throw new Error(`nodegrad: ${op}: ${dir} holds a ${hf.modelType} model, not gpt2`);
-  const config = checkGPTSize(hf.config, { op, file: path.join(dir, 'config.json'), names: GPT2_NAMES, copies: check.copies });
-  const plan = gptPlan(config.nLayer);
-  const matched = await matchWeights(dir, plan, new Map(gptParameterShapes(config)));
-  return { hf, config, plan, matched };
-}
-
-async function prepareBert(dir: string, arch: BertArchitecture, opts: BertPretrainedOptions, check: PretrainedCheckOptions = {}) {
-  const op = check.op ?? `${arch}.fromPretrained`;
-  const hf = await loadHFConfig(dir);
-  if (hf.modelType !== 'bert') throw new Error(`nodegrad: ${op}: ${dir} holds a ${hf.modelType} model, not bert`);
-  const config: BertConfig = { ...hf.config };
-  if (opts.numLabels !== undefined && opts.numLabels !== config.numLabels && opts.id2label === undefined) {
-    config.id2label = config.label2id = undefined;
-  }
-  const names: Record<string, string> = {}, labels: Record<string, string> = {};
-  for (const k of Object.keys(config)) names[k] = snake(k);
-  for (const [k, v] of Object.entries(opts)) {
-    if (v === undefined) continue;
-    (config as Record<string, unknown>)[k] = v;
-    names[k] = k;
-    labels[k] = `option ${k}`;
-  }
-  const resolved = checkBertSize(config, { arch, op, file: path.join(dir, 'config.json'), names, labels, copies: check.copies });
-  const plan = bertPlan({ arch, layers: resolved.numHiddenLayers, pooler: true, untiedDecoder: !resolved.tieWordEmbeddings });
-  const matched = await matchWeights(dir, plan, new Map(bertParameterShapes(resolved, { arch })));
-  return { hf, config, plan, matched };
-}
-
-/**
- * Checks a Hugging Face directory as fromPretrained would before it allocates: config.json
- * (types, ranges), the model's size against the memory available (times `copies`) and the
- * weights' headers against the config. Reads no weights.
- */
-export async function inspectPretrained(dir: string, arch: 'GPT' | BertArchitecture, check: PretrainedCheckOptions = {}): Promise<void> {
-  const p = arch === 'GPT' ? await prepareGPT2(dir, check) : await prepareBert(dir, arch, {}, check);
-  await p.matched.close();
-}
-
-/** A Hugging Face GPT-2 directory (GPT2LMHeadModel or GPT2Model weights) as a GPT, in eval mode. */
-export async function loadGPT2Pretrained(dir: string): Promise<GPT> {
-  dir = await resolveCheckpointDir(dir, { missingOk: true }); // finishes a save that was interrupted
-  // config, size and weights header are checked before the model is allocated
-  const { hf, config, plan, matched } = await prepareGPT2(dir);
-  const model = await buildAndCopy(() => new GPT(config), matched, plan, dir);
-  RAW.set(model, hf.raw);
-  return model.eval();
-}
-
-/** A Hugging Face BERT directory as one of our BERT classes, in eval mode. */
-export async function loadBertPretrained(dir: string, arch: BertArchitecture, opts: BertPretrainedOptions = {}):
-  Promise<BertModel | BertForSequenceClassification | BertForMaskedLM> {
-  dir = await resolveCheckpointDir(dir, { missingOk: true });
-  // config, size and weights header are checked before the model is allocated
-  const { hf, config, plan, matched } = await prepareBert(dir, arch, opts);
-  const model = await buildAndCopy(() => (arch === 'BertModel' ? new BertModel(config)
-    : arch === 'BertForSequenceClassification' ? new BertForSequenceClassification(config) : new BertForMaskedLM(config)), matched, plan, dir);
-  RAW.set(model, hf.raw);
-  return model.eval();
-}
-
 // ---- export -----------------------------------------------------------------------------
 
 /** Weight files of an earlier save, which a new save replaces rather than keeps. */
 const WEIGHT_FILE = /^(model.*\.safetensors|model\.safetensors\.index\.json|pytorch_model.*\.bin|pytorch_model\.bin\.index\.json)$/;
 
-async function saveWeights(model: Module, dir: string, plan: Plan, config: Raw, opts: SavePretrainedOptions): Promise<void> {
-  const dtype = opts.dtype ?? 'float32';
+export async function saveWeights(model: Module, dir: string, plan: Plan, config: Raw, opts: SavePretrainedOptions,
+  defaultDtype: SaveDType = 'float32'): Promise<void> {
+  const dtype = opts.dtype ?? defaultDtype;
   if (!['float32', 'float16', 'bfloat16'].includes(dtype)) {
     throw new Error(`nodegrad: ${plan.what}.savePretrained: dtype must be float32, float16 or bfloat16 (got ${JSON.stringify(dtype)})`);
   }
@@ -538,21 +389,58 @@ async function saveWeights(model: Module, dir: string, plan: Plan, config: Raw, 
     await writeDirAtomic(dir, {
       ...opts.extraFiles,
       'config.json': `${JSON.stringify(config, null, 2)}\n`,
-      'model.safetensors': safetensorsWriter(out, { format: 'pt' }),
+      ...weightFiles(out, parseShardSize(opts.maxShardSize ?? '5GB', plan.what)),
     }, { remove: (n) => WEIGHT_FILE.test(n) });
   } finally {
     for (const t of temps) t.dispose();
   }
 }
 
-/** Writes model as a Hugging Face GPT2LMHeadModel directory (lm_head tied, so not written). */
-export async function saveGPT2Pretrained(model: GPT, dir: string, opts: SavePretrainedOptions = {}): Promise<void> {
-  await saveWeights(model, dir, gptPlan(model.config.nLayer), gpt2ConfigJSON(model, RAW.get(model)), opts);
+/** Bytes from a max_shard_size: a number, or '5GB' (10^9), '2GiB' (2^30), '500MB', '64KB'. */
+export function parseShardSize(size: number | string, what: string): number {
+  if (typeof size === 'number') {
+    if (Number.isSafeInteger(size) && size > 0) return size;
+  } else {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$/i.exec(size);
+    if (m) {
+      const unit = m[2].toUpperCase();
+      const mult: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40 };
+      const n = Math.floor(Number(m[1]) * mult[unit]);
+      if (n > 0) return n;
+    }
+  }
+  throw new Error(`nodegrad: ${what}.savePretrained: maxShardSize must be a positive number of bytes or a size like '5GB' or '500MB' (got ${JSON.stringify(size)})`);
 }
 
-/** Writes a BERT model as the matching Hugging Face class's directory. */
-export async function saveBertPretrained(model: BertModel | BertForSequenceClassification | BertForMaskedLM, dir: string,
-  opts: SavePretrainedOptions = {}): Promise<void> {
-  const plan = bertPlan(bertLayout(model));
-  await saveWeights(model, dir, plan, bertConfigJSON(model, plan.what as BertArchitecture, RAW.get(model)), opts);
+/**
+ * model.safetensors, or (above maxBytes) shards filled in order, a new one started when the
+ * next tensor would overflow the current (a tensor larger than maxBytes gets its own), and
+ * model.safetensors.index.json mapping each tensor to its shard.
+ */
+function weightFiles(tensors: Map<string, Tensor>, maxBytes: number): Record<string, FileContents> {
+  const bytesOf = (t: Tensor): number => t.numel * (t.dtype === 'float32' || t.dtype === 'int32' ? 4 : t.dtype === 'float64' ? 8 : t.dtype === 'bool' ? 1 : 2);
+  let total = 0;
+  const shards: Map<string, Tensor>[] = [new Map()];
+  let size = 0;
+  for (const [k, t] of tensors) {
+    const b = bytesOf(t);
+    total += b;
+    if (size > 0 && size + b > maxBytes) {
+      shards.push(new Map());
+      size = 0;
+    }
+    shards[shards.length - 1].set(k, t);
+    size += b;
+  }
+  if (shards.length === 1) return { 'model.safetensors': safetensorsWriter(tensors, { format: 'pt' }) };
+  const n = shards.length, pad = (i: number): string => String(i).padStart(5, '0');
+  const files: Record<string, FileContents> = {};
+  const weightMap: Record<string, string> = {};
+  shards.forEach((m, i) => {
+    const name = `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
+    files[name] = safetensorsWriter(m, { format: 'pt' });
+    for (const k of m.keys()) weightMap[k] = name;
+  });
+  files['model.safetensors.index.json'] = `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`;
+  return files;
 }

@@ -11,6 +11,7 @@ import type { Tensor } from '../tensor.js';
 import { fmt } from '../ops/util.js';
 import { Dropout, GELU, LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
+import { KVCacheLayer } from './kv_cache.js';
 
 /** Keys and values of earlier positions for one attention layer ([B, H, Tpast, D] each). */
 export interface LayerKVCache { k: Tensor | null; v: Tensor | null }
@@ -31,7 +32,8 @@ export interface AttentionOptions {
   /** Key-padding mask [B, Tk]: nonzero/true = attend (Hugging Face's attention_mask). */
   keyPaddingMask?: Tensor | null;
   isCausal?: boolean;
-  kvCache?: LayerKVCache;
+  /** Keys and values of earlier positions: grown by concatenation, or a preallocated KVCacheLayer written in place. */
+  kvCache?: LayerKVCache | KVCacheLayer;
 }
 
 export class MultiheadAttention extends Module {
@@ -64,7 +66,11 @@ export class MultiheadAttention extends Module {
     let k = qkv.select(0, 1), v = qkv.select(0, 2);
     const cache = opts.kvCache;
     let past = 0;
-    if (cache) {
+    if (cache instanceof KVCacheLayer) {
+      // preallocated cache: this step's columns are written in place
+      past = cache.length;
+      ({ k, v } = cache.append(k, v));
+    } else if (cache) {
       if (cache.k && cache.v) {
         past = cache.k.shape[2];
         const k2 = cat([cache.k, k], 2), v2 = cat([cache.v, v], 2);

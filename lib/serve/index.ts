@@ -3,14 +3,15 @@ import { parseArgs } from 'node:util';
 import { InferenceServer, type ServerOptions } from './server.js';
 
 export { InferenceServer, detectModelKind, type ServerOptions } from './server.js';
-export { GPTBatchDecoder, type Classifier, type Classification, type ModelInfo } from './worker.js';
+export { BatchDecoder, GPTBatchDecoder, type Classifier, type Classification, type ModelInfo } from './worker.js';
 export { HttpError, parseGenerateRequest, parseClassifyRequest, parseByteSize } from './validate.js';
 export { Metrics } from './metrics.js';
 
 export const SERVE_HELP = `usage: nodegrad serve --model DIR [options]
 
-Serves a model over HTTP: a GPT saved by \`nodegrad train\` / GPT.save (or a Hugging Face
-GPT-2 directory) on POST /v1/generate, a BERT sequence classifier on POST /v1/classify.
+Serves a model over HTTP: a GPT saved by \`nodegrad train\` / GPT.save, a Hugging Face GPT-2
+or Llama / Mistral / Qwen2 / Qwen3 directory on POST /v1/generate (these stop at their EOS,
+finishReason "stop"), a BERT sequence classifier on POST /v1/classify.
 GET /health answers during generation; GET /metrics (?format=prometheus) reports requests,
 latency percentiles, tokens/s, queue depth and batch sizes.
 

@@ -22,7 +22,7 @@ import { HttpError, parseByteSize, parseClassifyRequest, parseGenerateRequest } 
 import type { Classifier, ModelInfo, ModelKind } from './worker.js';
 
 export interface ServerOptions {
-  /** A directory written by GPT.save / `nodegrad train`, or a Hugging Face GPT-2 or BERT classifier directory. */
+  /** A directory written by GPT.save / `nodegrad train`, or a Hugging Face GPT-2, Llama/Mistral/Qwen2/Qwen3 or BERT classifier directory. */
   modelDir?: string;
   /** Serves /v1/classify in this process with this classifier (instead of, or beside, the model's own task). */
   classifier?: Classifier;
@@ -76,7 +76,8 @@ export async function detectModelKind(dir: string): Promise<{ dir: string; kind:
   const type = raw.model_type ?? raw.modelType;
   if (type === 'nodegrad-gpt' || (type === undefined && typeof raw.nLayer === 'number')) return { dir: d, kind: 'gpt' };
   if (type === 'gpt2' || type === 'bert') return { dir: d, kind: type };
-  throw new Error(`nodegrad serve: --model ${dir}: model type ${JSON.stringify(type)} is not servable (nodegrad GPT, gpt2 or bert)`);
+  if (type === 'llama' || type === 'mistral' || type === 'qwen2' || type === 'qwen3') return { dir: d, kind: 'llama' };
+  throw new Error(`nodegrad serve: --model ${dir}: model type ${JSON.stringify(type)} is not servable (nodegrad GPT, gpt2, bert, llama, mistral, qwen2 or qwen3)`);
 }
 
 /**
@@ -90,7 +91,8 @@ async function inspectModelDir(dir: string, kind: ModelKind, copies: number): Pr
     await inspectGPTCheckpoint(dir, { op: 'serve', copies });
   } else {
     const { inspectPretrained } = await import('../models/hf.js');
-    await inspectPretrained(dir, kind === 'gpt2' ? 'GPT' : 'BertForSequenceClassification', { op: 'serve', copies });
+    const cls = kind === 'gpt2' ? 'GPT' : kind === 'llama' ? 'LlamaForCausalLM' : 'BertForSequenceClassification';
+    await inspectPretrained(dir, cls, { op: 'serve', copies });
   }
 }
 
@@ -98,6 +100,10 @@ async function loadTokenizer(dir: string, kind: ModelKind): Promise<TextTokenize
   if (kind === 'gpt2') {
     const { GPT2Tokenizer } = await import('../data/bpe.js');
     return GPT2Tokenizer.fromPretrained(dir);
+  }
+  if (kind === 'llama') {
+    const { AutoTokenizer } = await import('../data/auto_tokenizer.js');
+    return AutoTokenizer.fromPretrained(dir) as Promise<TextTokenizer>;
   }
   try {
     return tokenizerFromJSON(JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8')));
@@ -427,7 +433,13 @@ export class InferenceServer {
     const sse = (data: unknown, event?: string): void => {
       if (!res.writableEnded) res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
     };
-    const result = (): Record<string, unknown> => ({ text: this.tokenizer!.decode(tokens), tokens, usage: usage(), finishReason: 'length' });
+    // a generation that ends on the model's EOS stops early; the EOS token adds no text
+    const stops = new Set(this.info.stopTokens ?? []);
+    const stopped = (): boolean => tokens.length > 0 && stops.has(tokens[tokens.length - 1]);
+    const finishReason = (): string => (stopped() ? 'stop' : 'length');
+    const result = (): Record<string, unknown> => ({
+      text: this.tokenizer!.decode(stopped() ? tokens.slice(0, -1) : tokens), tokens, usage: usage(), finishReason: finishReason(),
+    });
     if (maxNew === 0) return sendJSON(res, 200, result());
 
     let settle!: () => void;
@@ -445,12 +457,12 @@ export class InferenceServer {
       onToken: (t) => {
         if (tokens.length === 0) this.metrics.firstToken(performance.now() - t0);
         tokens.push(t);
-        if (r.stream) sse({ index: tokens.length - 1, token: t, text: text.push(t) });
+        if (r.stream) sse({ index: tokens.length - 1, token: t, text: stops.has(t) ? '' : text.push(t) });
       },
       onDone: () => {
         unwatch();
         if (r.stream) {
-          sse({ finishReason: 'length', usage: usage() });
+          sse({ finishReason: finishReason(), usage: usage() });
           sse('[DONE]');
           res.end();
         } else sendJSON(res, 200, result());

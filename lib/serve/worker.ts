@@ -7,9 +7,9 @@
 // the rows of one batch have different lengths. Each row is left-padded in a shared KV
 // cache [B, H, len, D] per layer: row b's first pad[b] columns are padding, hidden from
 // every query by the key-padding mask. Positions are per row (a row's first real token is
-// position 0 whatever its padding), so the position embeddings are looked up from a
-// [B, T] position tensor here instead of GPT.forward's shared arange; otherwise this is
-// GPT.forward step for step. A step:
+// position 0 whatever its padding): the model's own decodeStep (generate.ts's Generator,
+// which GPT and LlamaForCausalLM implement) takes them as a [B, T] tensor with the mask,
+// so this file never repeats a model's forward. A step:
 //   1. drops cancelled rows (index_select on the batch dim of every cache tensor),
 //   2. feeds every row its last token (one position, mask [B, len + 1]),
 //   3. prefills the rows admitted this step in one forward over their prompts, left-padded
@@ -23,19 +23,14 @@
 // not depend on which other rows share its batch.
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { noGrad } from '../autograd.js';
-import { keep, scope } from '../memory.js';
-import { tensor, zeros } from '../ops/creation.js';
-import { add } from '../ops/elementwise.js';
-import { linear } from '../ops/matmul.js';
-import { cat, contiguous, narrow } from '../ops/shape.js';
-import { indexSelect } from '../ops/indexing.js';
-import { sampleToken, type GenerateOptions } from '../generate.js';
+import { scope } from '../memory.js';
+import { tensor } from '../ops/creation.js';
+import { sampleToken, type GenerateOptions, type Generator } from '../generate.js';
 import { mulberry32 } from '../random.js';
-import { disposeKVCache, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
-import type { Tensor } from '../tensor.js';
-import type { GPT } from '../models/gpt.js';
+import type { KVCache } from '../nn/kv_cache.js';
+import type { Device } from '../storage.js';
 
-export type ModelKind = 'gpt' | 'gpt2' | 'bert';
+export type ModelKind = 'gpt' | 'gpt2' | 'bert' | 'llama';
 
 /** What a worker tells the server about its model. */
 export interface ModelInfo {
@@ -44,6 +39,8 @@ export interface ModelInfo {
   parameters: number;
   blockSize?: number;
   vocabSize?: number;
+  /** Tokens that end a generation early (the model's EOS ids); finishReason "stop". */
+  stopTokens?: number[];
   labels?: string[];
 }
 
@@ -84,13 +81,13 @@ interface Row {
   rng: () => number;
 }
 
-/** Batched, continuously refilled greedy/sampled decoding over one GPT (see the file's header). */
-export class GPTBatchDecoder {
+/** Batched, continuously refilled greedy/sampled decoding over one causal LM (see the file's header). */
+export class BatchDecoder {
   private rows: Row[] = [];
-  private cache: LayerKVCache[] | null = null;
-  private len = 0;   // cache columns
+  private cache: KVCache | null = null;
 
-  constructor(private readonly model: GPT) { model.train(false); }
+  /** stopTokens: a row also finishes when it emits one of these (e.g. the model's EOS ids). */
+  constructor(private readonly model: Generator, private readonly stopTokens: readonly number[] = []) { model.train(false); }
 
   get size(): number { return this.rows.length; }
 
@@ -120,43 +117,38 @@ export class GPTBatchDecoder {
 
   /** Frees the batch (after an error, or at shutdown). */
   reset(): void {
-    if (this.cache) disposeKVCache(this.cache);
+    this.cache?.dispose();
     this.cache = null;
     this.rows = [];
-    this.len = 0;
   }
 
-  /** Runs the model over ids [B, T] at positions pos [B, T]; returns the last position's logits [B, V]. */
-  private forward(ids: number[][], pos: number[][], mask: number[][] | null, cache: LayerKVCache[]): Float32Array {
-    const m = this.model;
-    const T = ids[0].length;
-    let x = add(m.wte.forward(tensor(ids, { dtype: 'int32' })), m.wpe.forward(tensor(pos, { dtype: 'int32' })));
-    const keyMask = mask ? tensor(mask, { dtype: 'int32' }) : null;
-    let i = 0;
-    for (const block of m.h) x = block.forward(x, { isCausal: true, kvCache: cache[i++], keyPaddingMask: keyMask });
-    const last = x.select(1, T - 1);
-    const logits = linear(m.lnF.forward(last), m.wte.weight);
+  /** Runs the model's decoding step over ids [B, T] at positions pos [B, T]; returns the last position's logits [B, V]. */
+  private forward(ids: number[][], pos: number[][], mask: number[][] | null, cache: KVCache): Float32Array {
+    const device = modelDevice(this.model);
+    const logits = this.model.decodeStep(tensor(ids, { dtype: 'int32', device }), cache, {
+      positions: tensor(pos, { dtype: 'int32', device }), attentionMask: mask ? tensor(mask, { dtype: 'int32', device }) : null,
+    });
     return (logits.dataSync() as Float32Array).slice();
   }
 
   private sample(rows: Row[], logits: Float32Array, out: [number, number][]): void {
     const V = this.model.config.vocabSize;
+    const stop = new Set(this.stopTokens);
     rows.forEach((r, b) => {
       const t = sampleToken(logits.subarray(b * V, (b + 1) * V), r.seq, r.opts, r.rng);
       r.seq.push(t);
-      r.remaining--;
+      r.remaining = stop.has(t) ? 0 : r.remaining - 1;
       out.push([r.id, t]);
     });
   }
 
   private decodeOne(out: [number, number][]): void {
-    const rows = this.rows;
+    const rows = this.rows, len = this.cache!.length;
     const ids = rows.map((r) => [r.seq[r.seq.length - 1]]);
     const pos = rows.map((r) => [r.seq.length - 1]);
     const anyPad = rows.some((r) => r.pad > 0);
-    const mask = anyPad ? rows.map((r) => Array.from({ length: this.len + 1 }, (_, j) => (j < r.pad ? 0 : 1))) : null;
+    const mask = anyPad ? rows.map((r) => Array.from({ length: len + 1 }, (_, j) => (j < r.pad ? 0 : 1))) : null;
     const logits = this.forward(ids, pos, mask, this.cache!);
-    this.len += 1;
     this.sample(rows, logits, out);
   }
 
@@ -169,40 +161,28 @@ export class GPTBatchDecoder {
     const ids = rows.map((r) => [...new Array<number>(r.pad).fill(0), ...r.seq]);
     const pos = rows.map((r) => Array.from({ length: L }, (_, j) => Math.max(0, j - r.pad)));
     const mask = rows.some((r) => r.pad > 0) ? rows.map((r) => Array.from({ length: L }, (_, j) => (j < r.pad ? 0 : 1))) : null;
-    const cache = emptyKVCache(this.model.config.nLayer);
+    const later = Math.max(...admit.map((a) => a.maxNewTokens));
+    const cache = this.model.newDecodeCache(rows.length, Math.min(L + later, this.model.maxSequenceLength));
     const logits = this.forward(ids, pos, mask, cache);
     this.sample(rows, logits, out);
-    this.merge(cache, L, rows);
+    this.merge(cache, rows, later);
   }
 
-  /** Appends rows (with their cache of `len` columns) to the batch, left-padding the shorter side. */
-  private merge(cache: LayerKVCache[], len: number, rows: Row[]): void {
+  /** Appends rows (with their cache) to the batch, left-padding the shorter side. */
+  private merge(cache: KVCache, rows: Row[], later: number): void {
     if (!this.cache || this.rows.length === 0) {
-      if (this.cache) disposeKVCache(this.cache);
+      this.cache?.dispose();
       this.cache = cache;
       this.rows = rows;
-      this.len = len;
       return;
     }
-    const total = Math.max(this.len, len);
-    const padLeft = (t: Tensor, cols: number): Tensor => {
-      if (cols === 0) return t;
-      const [B, H, , D] = t.shape;
-      return cat([zeros([B, H, cols, D], { dtype: t.dtype }), t], 2);
-    };
-    const dOld = total - this.len, dNew = total - len;
-    this.cache.forEach((c, i) => {
-      for (const key of ['k', 'v'] as const) {
-        const merged = keep(cat([padLeft(c[key]!, dOld), padLeft(cache[i][key]!, dNew)], 0));
-        c[key]!.dispose();
-        cache[i][key]!.dispose();
-        c[key] = merged;
-      }
-    });
+    const total = Math.max(this.cache.length, cache.length);
+    const dOld = total - this.cache.length, dNew = total - cache.length;
+    const room = Math.max(later, ...this.rows.map((r) => r.remaining));
+    this.cache.appendRows(cache, Math.min(room, Math.max(0, this.model.maxSequenceLength - total)));
     for (const r of this.rows) r.pad += dOld;
     for (const r of rows) r.pad += dNew;
     this.rows.push(...rows);
-    this.len = total;
   }
 
   /** Keeps the rows for which pred holds, then trims columns that are padding in all of them. */
@@ -216,18 +196,18 @@ export class GPTBatchDecoder {
     }
     this.rows = idx.map((b) => this.rows[b]);
     const minPad = Math.min(...this.rows.map((r) => r.pad));
-    const index = tensor(idx, { dtype: 'int32' });
-    for (const c of this.cache!) {
-      for (const key of ['k', 'v'] as const) {
-        let t = indexSelect(c[key]!, 0, index);
-        if (minPad > 0) t = contiguous(narrow(t, 2, minPad, this.len - minPad));
-        c[key]!.dispose();
-        c[key] = keep(t);
-      }
-    }
+    this.cache!.selectRows(idx, minPad);
     for (const r of this.rows) r.pad -= minPad;
-    this.len -= minPad;
   }
+}
+
+/** The former name of BatchDecoder, from when only GPTs were served. */
+export const GPTBatchDecoder = BatchDecoder;
+
+/** The device of a model's first parameter. */
+function modelDevice(model: Generator): Device {
+  if (model.parameters) for (const p of model.parameters()) return p.device;
+  return 'cpu';
 }
 
 /** A BERT sequence classifier from a Hugging Face directory (model + its WordPiece tokenizer). */
@@ -261,13 +241,25 @@ async function loadBertClassifier(dir: string): Promise<{ classifier: Classifier
 }
 
 /** Loads the model a server worker serves. */
-export async function loadModel(dir: string, kind: ModelKind): Promise<{ decoder?: GPTBatchDecoder; classifier?: Classifier; info: ModelInfo }> {
+export async function loadModel(dir: string, kind: ModelKind): Promise<{ decoder?: BatchDecoder; classifier?: Classifier; info: ModelInfo }> {
   if (kind === 'bert') return loadBertClassifier(dir);
+  if (kind === 'llama') {
+    const { LlamaForCausalLM } = await import('../models/llama.js');
+    const model = await LlamaForCausalLM.fromPretrained(dir);
+    const eos = model.generationConfig.eosTokenId;
+    return {
+      decoder: new BatchDecoder(model, eos),
+      info: {
+        kind, task: 'generate', parameters: model.numParameters(), blockSize: model.maxSequenceLength,
+        vocabSize: model.config.vocabSize, stopTokens: eos,
+      },
+    };
+  }
   const { GPT } = await import('../models/gpt.js');
   const model = kind === 'gpt2' ? await GPT.fromPretrained(dir) : await GPT.load(dir);
   const c = model.config;
   return {
-    decoder: new GPTBatchDecoder(model),
+    decoder: new BatchDecoder(model),
     info: { kind, task: 'generate', parameters: model.numParams(), blockSize: c.blockSize, vocabSize: c.vocabSize },
   };
 }
