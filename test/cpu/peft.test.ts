@@ -241,6 +241,22 @@ describe('peft LoRA', () => {
     expectClose(bert.forward({ inputIds: bertIds() }).logits, outA, { atol: 0, rtol: 0 });
   });
 
+  test('castBase keeps the frozen base in bfloat16 while the adapters train in float32', () => {
+    const gpt = newGPT();
+    const pm = peft.getPeftModel(gpt, { r: 4, initLoraWeights: false });
+    const ref = gpt.forward(gptIds()).logits;
+    pm.castBase('bfloat16');
+    expect(gpt.wte.weight.dtype).toBe('bfloat16');
+    expect((gpt.h.at(0).attn.cAttn as unknown as peft.LoraLinear).weight.dtype).toBe('bfloat16');
+    expect(pm.trainableParameters().every((p) => p.dtype === 'float32')).toBe(true);
+    const out = gpt.forward(gptIds()).logits;
+    expect(out.dtype).toBe('bfloat16');
+    expectClose(out.to('float32'), ref, { atol: 0.02, rtol: 0.02 });
+    out.to('float32').sum().backward();
+    expect(pm.trainableParameters().every((p) => p.grad !== null && p.grad.dtype === 'float32')).toBe(true);
+    expect(gpt.parameters().filter((p) => p.dtype === 'bfloat16').every((p) => p.grad === null && !p.requiresGrad)).toBe(true);
+  });
+
   test('an adapter saved, reloaded in a fresh child process and applied gives identical logits', async () => {
     const gpt = newGPT(3);
     const gdir = path.join(tmp, 'gpt-base');
