@@ -1,6 +1,6 @@
-// Row-wise normalisations in GB/s: softmax over the last dim and layerNorm over C, on
-// (8192 rows, C = 768 and 4096) float32. Bytes counted: read x once, write y once (plus
-// the C-sized weight and bias for layerNorm), the minimum any implementation must move.
+// Row-wise normalisations in GB/s: softmax over the last dim, layerNorm and rmsNorm over
+// C, on (8192 rows, C = 768 and 4096) float32. Bytes counted: read x once, write y once
+// (plus the C-sized weight and bias), the minimum any implementation must move.
 // Peer: torch's eager op; without torch, the same op composed from nodegrad's public ops.
 import { randn } from '../lib/ops/creation.js';
 import { add, div, exp, mul, rsqrt, sub } from '../lib/ops/elementwise.js';
@@ -11,6 +11,7 @@ import { fmtShape, guarded, makeRow, timeIt, timeOptions, type BenchContext, typ
 
 type Softmax = (x: Tensor, dim: number) => Tensor;
 type LayerNorm = (x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps?: number) => Tensor;
+type RmsNorm = (x: Tensor, weight: Tensor | null, eps?: number) => Tensor;
 
 /** The ops under test, or null while their files are still placeholders or absent. */
 async function load<T>(spec: string, name: string): Promise<T | null> {
@@ -27,6 +28,7 @@ const composedSoftmax = (x: Tensor): Tensor => {
   const e = exp(sub(x, amax(x, -1, true)));
   return div(e, sum(e, -1, true));
 };
+const composedRmsNorm = (x: Tensor, w: Tensor, eps: number): Tensor => mul(w, mul(x, rsqrt(add(mean(mul(x, x), -1, true), eps))));
 const composedLayerNorm = (x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor =>
   add(mul(mul(sub(x, mean(x, -1, true)), rsqrt(add(variance(x, -1, { correction: 0, keepdim: true }), eps))), w), b);
 
@@ -35,6 +37,7 @@ interface Case { bench: string; shape: number[]; bytes: number; fn: () => void; 
 export async function run(ctx: BenchContext): Promise<Row[]> {
   const softmax = await load<Softmax>('../lib/ops/softmax.js', 'softmax');
   const layerNorm = await load<LayerNorm>('../lib/ops/layernorm.js', 'layerNorm');
+  const rmsNorm = await load<RmsNorm>('../lib/ops/llama.js', 'rmsNorm');
   const shapes = ctx.quick ? [[8192, 768]] : [[8192, 768], [8192, 4096]];
   const opts = timeOptions(ctx.quick);
   const eps = 1e-5;
@@ -49,6 +52,10 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
     if (layerNorm) {
       cases.push({ bench: 'norms.layerNorm', shape: [R, C], bytes: (2 * R * C + 2 * C) * 4, fn: () => layerNorm(x, [C], w, b, eps).dispose(),
         naive: () => scope(() => { composedLayerNorm(x, w, b, eps); }), peer: { op: 'layernorm', shapes: [[R, C]], dtype: 'float32', params: { eps } } });
+    }
+    if (rmsNorm) {
+      cases.push({ bench: 'norms.rmsNorm', shape: [R, C], bytes: (2 * R * C + C) * 4, fn: () => rmsNorm(x, w, 1e-6).dispose(),
+        naive: () => scope(() => { composedRmsNorm(x, w, 1e-6); }), peer: { op: 'rmsnorm', shapes: [[R, C]], dtype: 'float32', params: { eps: 1e-6 } } });
     }
     const live = cases.filter((c) => guarded(`${c.bench} ${fmtShape(c.shape)}`, () => { c.fn(); return true; }));
     const ours = live.map((c) => timeIt(c.fn, opts).ms);

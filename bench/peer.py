@@ -83,6 +83,11 @@ def make_case(torch, case):
         b = torch.randn(c, generator=g, dtype=dtype)
         eps = params.get('eps', 1e-5)
         return lambda: F.layer_norm(x, (c,), w, b, eps)
+    if op == 'rmsnorm':  # HF's LlamaRMSNorm (float32 here: no casts)
+        (x,) = xs
+        w = torch.randn(x.shape[-1], generator=g, dtype=dtype)
+        eps = params.get('eps', 1e-6)
+        return lambda: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
     if op == 'matmul':
         a, b = xs
         if params.get('transposeB'):

@@ -11,7 +11,7 @@ import * as ng from '../../lib/index.js';
 import { native, type DeviceHandle } from '../../lib/native.js';
 import { gpuDir, nominalBf16Tflops, setPeaks, HBM_PEAK_GBPS, BF16_PEAK_TFLOPS, type Row } from './row.js';
 
-export const GPU_BENCHES = ['overhead', 'elementwise', 'gemm', 'softmax', 'layernorm', 'adamw', 'attention', 'train-gpt'];
+export const GPU_BENCHES = ['overhead', 'elementwise', 'gemm', 'softmax', 'layernorm', 'llama', 'adamw', 'attention', 'train-gpt'];
 const repoRoot = path.resolve(gpuDir, '..', '..');
 
 /** sha256 over cuda/'s files (names and contents, sorted): which kernels produced the figures. */
