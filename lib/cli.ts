@@ -87,6 +87,28 @@ the best model in <out>/best (Hugging Face layout: config.json, model.safetensor
   --target-modules a,b   Hugging Face module names to adapt (default query,value)
   -h, --help             this text`;
 
+const SFT_HELP = `usage: nodegrad sft --model DIR --data chat.jsonl --lora [options]
+
+Instruction-tunes a causal LM (a Hugging Face Llama / Mistral / Qwen2 / Qwen3 or GPT-2
+directory) with LoRA on chats: each line of the data is {"messages": [{"role", "content"}, ...]},
+rendered with the tokenizer's chat template; only the assistant turns are scored. Writes
+the adapter (PEFT layout) to <out>; load it with peft.PeftModel.fromPretrained(model, dir).
+
+  --model DIR            the base model directory (config.json, weights, tokenizer files)
+  --data FILE            chat.jsonl
+  --lora                 train a LoRA adapter (the only mode for now)
+  --lora-r N --lora-alpha X --lora-dropout P --target-modules a,b
+                         as for finetune (defaults 8, 16, 0.05, PEFT's targets for the model type)
+  --chat-template FILE   a Jinja chat template instead of the tokenizer's
+  --steps N              default 100
+  --batch N              default 4
+  --max-length N         tokens per conversation (default 512)
+  --lr X                 default 2e-4
+  --seed N               default 0
+  --threads N            CPU threads
+  --out DIR              default runs/sft
+  -h, --help             this text`;
+
 const MNIST_HELP = `usage: nodegrad mnist [options]
 
 Trains a small CNN (two conv/ReLU/max-pool stages, two linear layers) on the MNIST digits
@@ -109,6 +131,7 @@ const MAIN_HELP = `usage: nodegrad <command> [options]
 commands:
   train      train a GPT (no options: the built-in demo)
   finetune   fine-tune a BERT classifier on labelled text (--demo spam for a demo)
+  sft        LoRA instruction tuning of a causal LM on chats (assistant turns scored)
   generate   sample text from a trained model or a Hugging Face Llama/Mistral/Qwen directory
   chat       chat with a Hugging Face Llama/Mistral/Qwen directory (its chat template)
   serve      HTTP inference server for a GPT, a Llama/Mistral/Qwen directory or a BERT classifier
@@ -282,6 +305,7 @@ async function generateCmd(argv: string[]): Promise<number> {
   const exists = await stat(dir).then(() => true, () => false);
   if (!exists) throw new Error(`nodegrad generate: --model ${dir}: no such directory`);
   const d = await resolveCheckpointDir(dir);
+  if (o.adapter !== undefined && await isLlamaFamilyDir(d)) throw new Error('nodegrad generate: --adapter is for GPT models; for a Llama-family model load the adapter with peft.PeftModel.fromPretrained');
   if (await isLlamaFamilyDir(d)) return generatePretrained(d, (o.prompt as string | undefined) ?? '', o);
   let tok: Tokenizer;
   try {
@@ -380,6 +404,54 @@ async function finetuneLora(o: Opts, train: import('./train/finetune.js').TextEx
   return 0;
 }
 
+async function sft(argv: string[]): Promise<number> {
+  const o = parse(argv, {
+    model: str, data: str, lora: flag, 'lora-r': str, 'lora-alpha': str, 'lora-dropout': str, 'target-modules': str,
+    'chat-template': str, steps: str, batch: str, 'max-length': str, lr: str, seed: str, threads: str, out: str,
+    help: { type: 'boolean', short: 'h' },
+  }, 'sft');
+  if (o.help) { console.log(SFT_HELP); return 0; }
+  if (!o.model || !o.data) throw new Error('nodegrad sft: --model DIR and --data chat.jsonl are required (see `nodegrad sft --help`)');
+  if (!o.lora) throw new Error('nodegrad sft: only LoRA instruction tuning is available: add --lora');
+  if (o.threads !== undefined) setNumThreads(int(o, 'threads', 1));
+  const seed = int(o, 'seed', 0, 0);
+  manualSeed(seed);
+  const dir = await resolveCheckpointDir(o.model as string, { missingOk: true });
+  let modelType: unknown;
+  try {
+    modelType = (JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as { model_type?: unknown }).model_type;
+  } catch (e) {
+    throw new Error(`nodegrad sft: --model ${String(o.model)}: cannot read config.json (${(e as Error).message})`);
+  }
+  let model: import('./nn/module.js').Module;
+  if (['llama', 'mistral', 'qwen2', 'qwen3'].includes(modelType as string)) {
+    const { LlamaForCausalLM } = await import('./models/llama.js');
+    model = await LlamaForCausalLM.fromPretrained(dir);
+  } else if (modelType === 'gpt2') model = await GPT.fromPretrained(dir);
+  else throw new Error(`nodegrad sft: --model ${String(o.model)}: model_type ${JSON.stringify(modelType)} is not a causal LM sft supports (llama, mistral, qwen2, qwen3, gpt2)`);
+  const { AutoTokenizer } = await import('./data/auto_tokenizer.js');
+  const chatTemplate = o['chat-template'] === undefined ? undefined : await readFile(o['chat-template'] as string, 'utf8');
+  const tok = await AutoTokenizer.fromPretrained(dir, chatTemplate === undefined ? {} : { chatTemplate });
+  if (typeof (tok as { applyChatTemplate?: unknown }).applyChatTemplate !== 'function') {
+    throw new Error(`nodegrad sft: the tokenizer of ${String(o.model)} has no chat template; give --chat-template FILE`);
+  }
+  const ps = await import('./peft/sft.js');
+  const chats = await ps.readChats(o.data as string);
+  const targets = o['target-modules'] === undefined ? undefined : String(o['target-modules']).split(',').map((t) => t.trim()).filter((t) => t !== '');
+  const out = (o.out as string | undefined) ?? 'runs/sft';
+  console.log(`nodegrad: LoRA instruction tuning of ${String(o.model)} on ${chats.length} conversations`);
+  const res = await ps.sftLora({
+    model, tokenizer: tok as unknown as import('./peft/sft.js').ChatTokenizer, chats, outDir: out, seed,
+    lora: {
+      r: int(o, 'lora-r', 8), loraAlpha: num(o, 'lora-alpha', 16, (x) => x > 0), loraDropout: num(o, 'lora-dropout', 0.05, (x) => x >= 0 && x < 1),
+      targetModules: targets, baseModelNameOrPath: o.model as string,
+    },
+    steps: int(o, 'steps', 100), batchSize: int(o, 'batch', 4), maxLength: int(o, 'max-length', 512), lr: num(o, 'lr', 2e-4, (x) => x > 0),
+  });
+  console.log(`nodegrad: ${res.steps} steps in ${res.seconds.toFixed(1)} s, loss ${res.firstLoss.toFixed(4)} -> ${res.lastLoss.toFixed(4)}; adapter in ${out}`);
+  return 0;
+}
+
 async function mnist(argv: string[]): Promise<number> {
   const o = parse(argv, {
     epochs: str, 'train-count': str, 'test-count': str, 'batch-size': str, lr: str, model: str, 'no-augment': flag,
@@ -409,6 +481,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'train': return train(rest);
     case 'generate': return generateCmd(rest);
     case 'finetune': return finetune(rest);
+    case 'sft': return sft(rest);
     case 'serve': return serveCommand(rest);
     case 'chat': return chatCommand(rest);
     case 'mnist': return mnist(rest);

@@ -10,3 +10,4 @@ export {
   trainingFootprint, optimizerStateBytes, resetPeakMemory, peakMemoryBytes, formatFootprint, formatRunMemory, type Footprint,
 } from './report.js';
 export { finetuneClassifierLora, type LoraFinetuneOptions, type LoraFinetuneResult } from './finetune.js';
+export { sftLora, chatTrainingExample, readChats, SftData, type SftExample, type SftLoraOptions, type ChatTokenizer } from './sft.js';

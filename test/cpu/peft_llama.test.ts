@@ -1,6 +1,7 @@
 // LoRA on the Llama family (LlamaForCausalLM: HF module names, so PEFT's keys map 1:1).
 // Runs where lib/models/llama.ts is present.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -52,5 +53,55 @@ describe.skipIf(!have)('peft LoRA on LlamaForCausalLM', () => {
     const fresh = await newLlama();
     await peft.PeftModel.fromPretrained(fresh, dir);
     expectClose(fresh.forward(ids()).logits, want, { atol: 0, rtol: 0 });
+  });
+
+  test('chat training examples score the assistant turns only (chat template rendered turn by turn)', async () => {
+    const { chatTokenizerFiles } = await import('../llama_fixtures.js');
+    const { chatTrainingExample } = await import('../../lib/peft/sft.js');
+    const dir = path.join(tmp, 'tok');
+    await ng.io.writeDirAtomic(dir, chatTokenizerFiles());
+    const tok = await ng.data.AutoTokenizer.fromPretrained(dir) as unknown as import('../../lib/peft/sft.js').ChatTokenizer;
+    const msgs = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' },
+      { role: 'user', content: 'again' }, { role: 'assistant', content: 'ok' }];
+    const ex = chatTrainingExample(tok, msgs);
+    expect(ex.inputIds).toEqual(tok.encode(tok.applyChatTemplate(msgs, { tokenize: false })));
+    const dec = (ids: number[]): string => (tok as unknown as { decode(i: number[]): string }).decode(ids);
+    // the trained spans are exactly the assistant contents with their end-of-turn token
+    const spans: string[] = [];
+    let cur: number[] = [];
+    ex.labels.forEach((l, i) => {
+      if (l !== -100) { expect(l).toBe(ex.inputIds[i]); cur.push(l); } else if (cur.length) { spans.push(dec(cur)); cur = []; }
+    });
+    if (cur.length) spans.push(dec(cur));
+    expect(spans).toEqual(['hello<|im_end|>\n', 'ok<|im_end|>\n']);
+    expect(() => chatTrainingExample(tok, [{ role: 'user', content: 'x' }])).toThrow(/no assistant message/);
+  });
+
+  test('nodegrad sft --lora in a child process trains on chats and writes a loadable adapter', async () => {
+    const { chatTokenizerFiles, CHAT_VOCAB } = await import('../llama_fixtures.js');
+    const { LlamaForCausalLM } = await import('../../lib/models/llama.js');
+    ng.manualSeed(1);
+    const base = new LlamaForCausalLM({ ...config, vocabSize: CHAT_VOCAB, modelType: 'qwen2' });
+    const dir = path.join(tmp, 'sft-base');
+    await base.savePretrained(dir);
+    for (const [f, c] of Object.entries(chatTokenizerFiles())) writeFileSync(path.join(dir, f), c);
+    const chats = ['one', 'two', 'three', 'four'].map((w) => JSON.stringify({ messages: [{ role: 'user', content: `say ${w}` }, { role: 'assistant', content: w }] }));
+    const data = path.join(tmp, 'chat.jsonl');
+    writeFileSync(data, chats.join('\n'));
+    const out = path.join(tmp, 'sft-out');
+    const r = spawnSync(process.execPath, ['--import', './scripts/ts-loader.mjs', 'test/cli_runner.ts', 'sft', '--model', dir, '--data', data, '--lora',
+      '--lora-r', '4', '--lora-dropout', '0', '--steps', '30', '--batch', '4', '--max-length', '32', '--lr', '1e-2', '--out', out, '--threads', '1'],
+    { cwd: process.cwd(), encoding: 'utf8' });
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/assistant tokens scored/);
+    const m = /loss (\d+\.\d+) -> (\d+\.\d+)/.exec(r.stdout)!;
+    expect(Number(m[2])).toBeLessThan(Number(m[1]));
+    expect(readdirSync(out).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    expect(JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8'))).toMatchObject({ task_type: 'CAUSAL_LM', target_modules: ['q_proj', 'v_proj'], r: 4 });
+    const fresh = await LlamaForCausalLM.fromPretrained(dir);
+    const pm = await peft.PeftModel.fromPretrained(fresh, out);
+    const x = ng.tensor([[3, 4, 5]], { dtype: 'int32' });
+    const a = fresh.forward(x).logits, b = pm.disableAdapter(() => fresh.forward(x).logits);
+    expect(a.sub(b).abs().max().item()).toBeGreaterThan(1e-4);
   });
 });
