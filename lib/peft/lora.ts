@@ -8,6 +8,8 @@
 // adapted part has its own A [r, in] and B [rows, r]; the parts' A are stacked so one
 // matmul gives every part's hidden [.., parts·r], and a block matrix of the B's
 // (zeros where a part does not reach) maps it onto the full output in one more matmul.
+// The parts of one fused layer share one dropout mask on x (PEFT draws one per HF module;
+// with loraDropout 0, the default, the two are the same computation).
 import { noGrad } from '../autograd.js';
 import { rand, zeros } from '../ops/creation.js';
 import { dropout } from '../ops/dropout.js';

@@ -342,6 +342,31 @@ describe('peft LoRA', () => {
     const plain = pm.disableAdapter(() => model.forward({ inputIds: ids.clamp(0, tok.vocabSize - 1) }).logits);
     expect(adapted.sub(plain).abs().max().item()).toBeGreaterThan(1e-4);
   });
+
+  test('nodegrad generate --adapter samples from the adapted model', async () => {
+    const tok = data.CharTokenizer.fromText('abcdefghijk');
+    expect(tok.vocabSize).toBe(11);
+    const gpt = newGPT(7);
+    ng.noGrad(() => gpt.wte.weight.copy_(ng.randn([11, 16], { std: 0.3 })));
+    const dir = path.join(tmp, 'gen-base');
+    await gpt.save(dir, { 'tokenizer.json': JSON.stringify(tok.toJSON()) });
+    const pm = peft.getPeftModel(gpt, { r: 4, loraAlpha: 16, targetModules: ['c_attn', 'c_fc'], initLoraWeights: false });
+    for (const p of pm.trainableParameters()) noGradPerturb(p); // a strong adapter: greedy decoding must change
+    const adir = path.join(tmp, 'gen-adapter');
+    await pm.saveAdapter(adir);
+    const greedy = (m: models.GPT): string => tok.decode(m.generate([tok.encode('abc')], { maxNewTokens: 8, temperature: 0 })[0]);
+    const withAdapter = greedy(gpt);
+    const plain = pm.disableAdapter(() => greedy(gpt));
+    expect(withAdapter).not.toBe(plain);
+    const run = (extra: string[]): string => {
+      const r = spawnSync(process.execPath, ['--import', './scripts/ts-loader.mjs', 'test/cli_runner.ts', 'generate', '--model', dir, '--prompt', 'abc',
+        '--max-new-tokens', '8', '--temperature', '0', ...extra], { cwd: process.cwd(), encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    expect(run(['--adapter', adir])).toBe(withAdapter);
+    expect(run([])).toBe(plain);
+  });
 });
 
 function noGradPerturb(t: ng.Tensor): void {
