@@ -188,8 +188,8 @@ static Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 }
 
 void InitAttention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  NG_EXPORT(exports, env, "attentionForward", AttentionForward);
+  NG_EXPORT(exports, env, "attentionBackward", AttentionBackward);
 }
 
 }  // namespace ng
