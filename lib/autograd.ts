@@ -22,6 +22,35 @@ export interface GradNode {
   versions: readonly number[];
   /** Internal (lib/memory.ts): saved tensors a scope handed to this graph, freed on release. */
   held?: Tensor[];
+  /**
+   * Where each input's gradient goes, fixed when the node is recorded: the input's gradFn
+   * then (its history at that time, even after an in-place op gave the tensor a new one),
+   * the input itself for a leaf, null for an input that did not require grad.
+   */
+  edges?: readonly (GradNode | Tensor | null)[];
+  /** The tensor the node was recorded on (its retainGrad() and scope() holds). */
+  out?: Tensor;
+  /** Recorded by an in-place op: `out` is older than the node. */
+  inplace?: boolean;
+}
+
+/** True for a GradNode (a Tensor has no versions). */
+export function isNode(v: GradNode | Tensor): v is GradNode {
+  return (v as GradNode).versions !== undefined;
+}
+
+/** The gradient edge of an input: its current history, itself for a leaf, null when it needs no gradient. */
+function edgeOf(x: Tensor | null): GradNode | Tensor | null {
+  return x !== null && x.requiresGrad ? x.gradFn ?? x : null;
+}
+
+// Storages that views recorded on the tape share with their base: an in-place op recorded
+// on one of them would leave the base's (or the view's) history behind.
+const graphViews = new WeakSet<object>();
+
+/** Whether a view of this storage was recorded on the tape (its base or a view is part of a graph). */
+export function hasGraphViews(storage: object): boolean {
+  return graphViews.has(storage);
 }
 
 const NOTHING: readonly Tensor[] = [];
@@ -84,9 +113,34 @@ export function record(out: Tensor, name: string, inputs: readonly (Tensor | nul
     versions = new Array<number>(list.length);
     for (let i = 0; i < list.length; i++) (versions as number[])[i] = list[i].storage.version;
   }
-  out.gradFn = { name, inputs, backward, saved: list.length > 0 ? list : NOTHING, versions };
+  const edges = new Array<GradNode | Tensor | null>(inputs.length);
+  for (let i = 0; i < inputs.length; i++) {
+    const x = inputs[i];
+    edges[i] = edgeOf(x);
+    if (x !== null && x !== out && x.storage === out.storage) graphViews.add(out.storage);
+  }
+  out.gradFn = { name, inputs, backward, saved: list.length > 0 ? list : NOTHING, versions, edges, out };
   out.requiresGrad = true;
   return out;
+}
+
+/**
+ * Records an in-place op on t (PyTorch's rebase_history): t's gradFn becomes a node whose
+ * backward maps the gradient of t's new value to its old value (input 0, t's history
+ * before the op) and to the op's other inputs.
+ */
+export function recordInplace(t: Tensor, name: string, inputs: readonly (Tensor | null)[], backward: GradNode['backward'],
+  saved: readonly (Tensor | number | null | undefined | false)[]): Tensor {
+  record(t, name, [t, ...inputs], backward, saved);
+  t.gradFn!.inplace = true;
+  return t;
+}
+
+const NO_EDGES: readonly (GradNode | Tensor | null)[] = [];
+
+/** A node's edges (a node built by hand, without record(), takes its inputs' current ones). */
+export function nodeEdges(node: GradNode): readonly (GradNode | Tensor | null)[] {
+  return node.edges ?? (node.edges = node.inputs.map(edgeOf));
 }
 
 function describeSaved(node: GradNode, x: Tensor, out: Tensor): string {
@@ -140,30 +194,34 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
       `nodegrad: backward: gradient shape [${gradient.shape.join(',')}] does not match the tensor's shape [${root.shape.join(',')}]`,
     );
   }
-  // Reverse topological order by iterative DFS over tensors.
-  const order: Tensor[] = [];
-  const visited = new Set<Tensor>();
-  const stack: [Tensor, number][] = [[root, 0]];
-  visited.add(root);
+  // Reverse topological order by iterative DFS over the graph's vertices: nodes, and the
+  // leaves that take a gradient. Edges go to the history an input had when it was used, so
+  // an in-place op recorded later (a new gradFn on the same tensor) does not redirect them.
+  type Vertex = GradNode | Tensor;
+  const start: Vertex = root.gradFn ?? root;
+  const order: Vertex[] = [];
+  const visited = new Set<Vertex>();
+  const stack: [Vertex, number][] = [[start, 0]];
+  visited.add(start);
   while (stack.length) {
     const top = stack[stack.length - 1];
-    const [t, i] = top;
+    const [v, i] = top;
     // a released node's inputs are not visited: processing it throws the clearer error
-    const node = t.gradFn;
-    const inputs = node && !node.released ? node.inputs : NOTHING;
-    if (i < inputs.length) {
+    const node = isNode(v) ? v : null;
+    const edges = node && !node.released ? nodeEdges(node) : NO_EDGES;
+    if (i < edges.length) {
       top[1]++;
-      const x = inputs[i];
-      if (x && x.requiresGrad && !visited.has(x)) {
+      const e = edges[i];
+      if (e && !visited.has(e)) {
         // a disposed leaf cannot take a gradient (a disposed intermediate keeps its
         // gradFn, and its node checks the tensors it reads)
-        if (x.isDisposed && x.gradFn === null) throw disposedInput(node!, i, x);
-        visited.add(x);
-        stack.push([x, 0]);
+        if (!isNode(e) && e.isDisposed) throw disposedInput(node!, i, e);
+        visited.add(e);
+        stack.push([e, 0]);
       }
     } else {
       stack.pop();
-      order.push(t);
+      order.push(v);
     }
   }
   const firstId = lastStorageId() + 1;
@@ -176,10 +234,10 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
       // memory by one layer's gradients instead of all of them. refs counts the map entries
       // holding a tensor; only tensors this pass allocated are freed, never the caller's
       // gradient nor one handed to a leaf as its .grad.
-      const grads = new Map<Tensor, Tensor>();
+      const grads = new Map<Vertex, Tensor>();
       const refs = new Map<Tensor, number>();
       const keepers = new Set<Tensor>();
-      const hold = (x: Tensor, g: Tensor): void => {
+      const hold = (x: Vertex, g: Tensor): void => {
         grads.set(x, g);
         refs.set(g, (refs.get(g) ?? 0) + 1);
       };
@@ -193,7 +251,7 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
       // an explicit gradient of another dtype (float64 for a float32 output) is converted
       const g0 = gradient ? gradient.to(root.dtype) : root.onesLike();
       if (g0 === gradient) keepers.add(g0);
-      hold(root, g0);
+      hold(start, g0);
       const claimed = new Set<number>();
       const accumulateLeaf = (leaf: Tensor, g: Tensor): void => {
         if (leaf.grad === null || leaf.grad.isDisposed) {
@@ -210,25 +268,29 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
         }
       };
       for (let k = order.length - 1; k >= 0; k--) {
-        const t = order[k];
-        const g = grads.get(t);
+        const v = order[k];
+        const g = grads.get(v);
         if (!g) continue;
-        grads.delete(t);
+        grads.delete(v);
         drop(g);
-        if (!t.gradFn) {
-          accumulateLeaf(t, g);
+        if (!isNode(v)) {
+          accumulateLeaf(v, g);
           release(g);
           continue;
         }
-        if (t.retainsGrad && !t.isDisposed) accumulateLeaf(t, g);
-        const node = t.gradFn;
+        const node = v;
+        const t = node.out;
+        // retainGrad(): the gradient of the tensor's current value only
+        if (t && t.retainsGrad && !t.isDisposed && t.gradFn === node) accumulateLeaf(t, g);
         if (node.released) releasedBackward();
-        if (node.saved.length > 0) checkSaved(node, t);
+        if (node.saved.length > 0) checkSaved(node, t ?? root);
         const gin = node.backward(g);
         const done: (Tensor | null | undefined)[] = [g];
+        const edges = nodeEdges(node);
         node.inputs.forEach((x, i) => {
           const gi = gin[i];
-          if (!x || !x.requiresGrad || !gi) {
+          const e = edges[i];
+          if (!x || !e || !gi) {
             done.push(gi);
             return;
           }
@@ -237,13 +299,13 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
               `nodegrad: backward of ${node.name}: gradient shape [${gi.shape.join(',')}] differs from input shape [${x.shape.join(',')}]`,
             );
           }
-          const prevG = grads.get(x);
+          const prevG = grads.get(e);
           if (prevG) {
             const sum = prevG.add(gi);
             drop(prevG);
-            hold(x, sum);
+            hold(e, sum);
             done.push(prevG, gi);
-          } else hold(x, gi);
+          } else hold(e, gi);
         });
         // only after every input took its gradient: the same tensor may feed several
         for (const d of done) release(d);

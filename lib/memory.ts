@@ -121,12 +121,19 @@ function graphNeeds(roots: Tracked[], s: Set<Tracked>, start: number, survives: 
   const hold: GraphHold = { owned: new Set(), roots: new Set() };
   const saved = new Set<Tracked>();
   const touched = new Set<GraphHold>();
-  const seen = new Set<Tracked>(roots);
-  const stack: Tracked[] = [...roots];
+  // the walk goes over nodes along their edges (an input's history when it was used, which
+  // an in-place op recorded since does not replace); node.out is the tensor it belongs to
+  const seen = new Set<GradNode>();
+  const stack: [Tracked, GradNode][] = [];
+  for (const r of roots) {
+    if (r.gradFn !== null && !seen.has(r.gradFn)) {
+      seen.add(r.gradFn);
+      stack.push([r, r.gradFn]);
+    }
+  }
   while (stack.length > 0) {
-    const t = stack.pop()!;
-    const node = t.gradFn;
-    if (node === null || node.released) continue;
+    const [t, node] = stack.pop()!;
+    if (node.released) continue;
     // graphs returned from inner scopes that this graph reaches now live while it does
     if (t._holds !== null && s.has(t)) for (const h of t._holds) touched.add(h);
     if (t._heldBy !== null) touched.add(t._heldBy);
@@ -143,11 +150,17 @@ function graphNeeds(roots: Tracked[], s: Set<Tracked>, start: number, survives: 
         (node.held ??= []).push(x as unknown as Tensor);
       }
     }
-    for (const x of node.inputs as unknown as (Tracked | null)[]) {
-      if (x === null || !x.requiresGrad || seen.has(x) || x._seq < start) continue;
-      seen.add(x);
-      stack.push(x);
-    }
+    const edges = node.edges ?? node.inputs.map((x) => (x !== null && x.requiresGrad ? x.gradFn : null));
+    edges.forEach((e, i) => {
+      // leaves hold no graph; a node recorded before the scope reads nothing made in it
+      // (an in-place node is younger than its tensor, so its age is not its tensor's)
+      if (e === null || (e as GradNode).versions === undefined || seen.has(e as GradNode)) return;
+      const n = e as GradNode;
+      const x = (n.out ?? node.inputs[i]) as unknown as Tracked | null;
+      if (x === null || (x._seq < start && !n.inplace)) return;
+      seen.add(n);
+      stack.push([x, n]);
+    });
   }
   for (const h of touched) for (const r of roots) addHold(r, h);
   if (hold.owned.size > 0) for (const r of roots) addHold(r, hold);

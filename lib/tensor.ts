@@ -37,6 +37,8 @@ export class Tensor {
   _holds: GraphHold[] | null = null;
   _heldBy: GraphHold | null = null;
   _savers = 0;
+  /** Internal: made by a view op (reshape, narrow, transpose, detach...) over another tensor's storage. */
+  _isView = false;
   private disposed = false;
 
   /** Internal: use nodegrad.tensor(), zeros(), ... to create tensors. */
@@ -247,7 +249,8 @@ export class Tensor {
   maskedFill(mask: Tensor, value: number): Tensor { return ew.maskedFill(this, mask, value); }
   where(condition: Tensor, other: TensorLike): Tensor { return ew.where(condition, this, other); }
 
-  // in place (no autograd through them; used by optimizers and gradient accumulation)
+  // in place: recorded on the tape (the tensor's gradFn becomes the op's node) when the
+  // tensor or an operand requires grad; a leaf that requires grad takes them under noGrad() only
   add_(other: TensorLike, alpha?: number): this { ew.inplace(this, 'add_', other, alpha); return this; }
   sub_(other: TensorLike, alpha?: number): this { ew.inplace(this, 'sub_', other, alpha); return this; }
   mul_(other: TensorLike): this { ew.inplace(this, 'mul_', other); return this; }
@@ -255,11 +258,7 @@ export class Tensor {
   fill_(value: number): this { ew.fill_(this, value); return this; }
   zero_(): this { ew.fill_(this, 0, 'zero_'); return this; }
   copy_(src: Tensor): this { ew.copy_(this, src); return this; }
-  clamp_(min?: number | null, max?: number | null): this {
-    const c = ew.clamp(this, min, max);
-    try { ew.copy_(this, c, 'clamp_'); } finally { c.dispose(); }
-    return this;
-  }
+  clamp_(min?: number | null, max?: number | null): this { ew.clamp_(this, min, max); return this; }
 
   // ---- reductions -------------------------------------------------------------------
   sum(dim?: Dims, keepdim = false): Tensor { return rd.sum(this, dim, keepdim); }

@@ -2,7 +2,7 @@
 // in-place updates optimizers use. One native call per op over strided views; the
 // backward formulas are written with public ops (so they serve every backend).
 import { f16ToF32, f32ToF16, isFloating, promoteTypes, type DType, type TypedArray } from '../dtype.js';
-import { isGradEnabled, needsGrad, record } from '../autograd.js';
+import { hasGraphViews, isGradEnabled, needsGrad, noGrad, record, recordInplace } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { full, readData } from './creation.js';
@@ -434,11 +434,39 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
 function checkInplace(t: Tensor, op: string): void {
   checkTensor(t, op);
   if (isGradEnabled() && t.requiresGrad && t.isLeaf) {
-    throw new Error(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; wrap it in noGrad()`);
+    throw new Error(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; ` +
+      'use an out-of-place op, or wrap the update in noGrad()');
   }
   if (t.shape.some((n, i) => n > 1 && t.strides[i] === 0)) {
     throw new Error(`nodegrad: ${op}: the target is an expanded view (shape ${fmt(t.shape)}, strides ${fmt(t.strides)}) whose elements share memory; call contiguous() first`);
   }
+}
+
+/**
+ * Whether the in-place op on t is recorded on the tape: in grad mode, when t or the operand
+ * requires grad. A view, or a tensor whose views are on the tape, would leave the other's
+ * history behind (PyTorch rebases the base with CopySlices): that is an error here, never a
+ * silently wrong gradient. Called before anything is written.
+ */
+function recordsInplace(t: Tensor, op: string, other?: TensorLike): boolean {
+  if (!needsGrad(t, other)) return false;
+  if (t._isView && t.requiresGrad) {
+    throw new Error(`nodegrad: ${op}: in-place operation on a view of a tensor that requires grad is not supported; clone() the view first`);
+  }
+  if (t._isView) {
+    throw new Error(`nodegrad: ${op}: in-place operation with an operand that requires grad on a view is not supported ` +
+      '(its base would not get the gradient); clone() the view first');
+  }
+  if (hasGraphViews(t.storage)) {
+    throw new Error(`nodegrad: ${op}: in-place operation on a tensor whose views were recorded for backward is not supported ` +
+      '(their gradients would miss the change); clone() it first, or change it before taking views');
+  }
+  return true;
+}
+
+/** g in dtype dt (a gradient goes back in its input's dtype). */
+function asDType(g: Tensor, dt: DType): Tensor {
+  return g.dtype === dt ? g : cast(g, dt);
 }
 
 /**
@@ -462,17 +490,54 @@ const INPLACE: Record<string, number> = { add_: Bin.add, sub_: Bin.sub, mul_: Bi
 export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other: TensorLike, alpha?: number): void {
   checkInplace(t, op);
   const code = INPLACE[op];
+  if (typeof other !== 'number') {
+    checkTensor(other, op, 'other');
+    checkSameDevice(op, t, other);
+    if (fmt(broadcastShapes(t.shape, other.shape, op)) !== fmt(t.shape)) {
+      throw new Error(`nodegrad: ${op}: other of shape ${fmt(other.shape)} does not broadcast to the target's shape ${fmt(t.shape)}`);
+    }
+  }
+  if (!recordsInplace(t, op, other)) {
+    inplaceValues(t, op, code, other, alpha);
+    return;
+  }
+  // the backward of t * s and t / s reads s, and (for s's gradient) t's old value: a copy
+  // of whichever the op overwrites
+  const selfGrad = t.requiresGrad;
+  const s = typeof other === 'number' ? null : other;
+  const mulDiv = op === 'mul_' || op === 'div_';
+  const old = mulDiv && s !== null && s.requiresGrad ? noGrad(() => t.clone()) : null;
+  const sv = mulDiv && s !== null && (selfGrad || op === 'div_')
+    ? (s.storage === t.storage ? noGrad(() => s.clone()) : s) : null;
+  inplaceValues(t, op, code, other, alpha);
+  const a = alpha ?? 1;
+  recordInplace(t, op, [s], (g) => {
+    if (op === 'add_' || op === 'sub_') {
+      const gs = s === null || !s.requiresGrad ? null
+        : asDType(sumToShape(op === 'sub_' ? mul(g, -a) : a === 1 ? g : mul(g, a), s.shape), s.dtype);
+      return [selfGrad ? g : null, gs];
+    }
+    if (s === null) {
+      const k = (other as number) * (alpha ?? 1);
+      return [op === 'mul_' ? mul(g, k) : div(g, k), null];
+    }
+    const gSelf = selfGrad ? asDType(op === 'mul_' ? mul(g, sv!) : div(g, sv!), t.dtype) : null;
+    let gs: Tensor | null = null;
+    if (old !== null) {
+      const d = op === 'mul_' ? mul(g, old) : neg(div(mul(g, old), mul(sv!, sv!)));
+      gs = asDType(sumToShape(d, s.shape), s.dtype);
+    }
+    return [gSelf, gs];
+  }, [old, sv]);
+}
+
+/** The values of t op= other (validated). */
+function inplaceValues(t: Tensor, op: string, code: number, other: TensorLike, alpha?: number): void {
   if (typeof other === 'number') {
     native.binaryScalar(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
       packDims(2, t.strides), alpha !== undefined ? other * alpha : other, false);
     t.storage.bumpVersion(op);
     return;
-  }
-  checkTensor(other, op, 'other');
-  checkSameDevice(op, t, other);
-  const shape = broadcastShapes(t.shape, other.shape, op);
-  if (fmt(shape) !== fmt(t.shape)) {
-    throw new Error(`nodegrad: ${op}: other of shape ${fmt(other.shape)} does not broadcast to the target's shape ${fmt(t.shape)}`);
   }
   let o = other.dtype === t.dtype ? unaliased(t, other) : cast(other, t.dtype);
   if (alpha !== undefined && alpha !== 1) {
@@ -489,6 +554,16 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
 /** Sets every element to value; `op` names the public op (fill_ or zero_) in errors and in the version record. */
 export function fill_(t: Tensor, value: number, op = 'fill_'): void {
   checkInplace(t, op);
+  // the new value is a constant: no gradient reaches t's old value
+  if (recordsInplace(t, op)) {
+    fillValues(t, value, op);
+    recordInplace(t, op, [], () => [null], []);
+    return;
+  }
+  fillValues(t, value, op);
+}
+
+function fillValues(t: Tensor, value: number, op: string): void {
   if (t.dtype === 'float16' && t.device === 'cpu') {
     // raw 16-bit copy of the float16 pattern (the native fill would encode bfloat16)
     const v = empty([], 'float16', t.device);
@@ -500,6 +575,23 @@ export function fill_(t: Tensor, value: number, op = 'fill_'): void {
   }
   native.fill(packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), value);
   t.storage.bumpVersion(op);
+}
+
+/** t.clamp_(min, max): the gradient passes where the old value was inside [min, max], as clamp's. */
+export function clamp_(t: Tensor, min?: number | null, max?: number | null): void {
+  checkInplace(t, 'clamp_');
+  const c = noGrad(() => clamp(t, min, max));
+  try {
+    if (!recordsInplace(t, 'clamp_')) {
+      copyValues(t, c, 'clamp_');
+      return;
+    }
+    const inside = noGrad(() => logicalAnd(ge(t, min ?? -Infinity), le(t, max ?? Infinity)));
+    copyValues(t, c, 'clamp_');
+    recordInplace(t, 'clamp_', [], (g) => [mul(g, cast(inside, g.dtype))], [inside]);
+  } finally {
+    c.dispose();
+  }
 }
 
 /** Copies src into dst; `op` names the public op (copy_ or clamp_) in errors and in the version record. */
@@ -520,6 +612,17 @@ export function copy_(dst: Tensor, src: Tensor, op = 'copy_'): void {
   if (fmt(shape) !== fmt(dst.shape)) {
     throw new Error(`nodegrad: copy_: source of shape ${fmt(src.shape)} does not broadcast to the destination's shape ${fmt(dst.shape)}`);
   }
+  if (!recordsInplace(dst, op, src)) {
+    copyValues(dst, src, op);
+    return;
+  }
+  copyValues(dst, src, op);
+  // dst's old value is overwritten: its gradient is zero; src's is the gradient, summed over broadcast dims
+  recordInplace(dst, op, [src], (g) => [null, src.requiresGrad ? asDType(sumToShape(g, src.shape), src.dtype) : null], []);
+}
+
+/** Writes src (same device, broadcasting to dst's shape) into dst and bumps its version. */
+function copyValues(dst: Tensor, src: Tensor, op: string): void {
   // float16 <-> other dtypes convert in JavaScript first; the kernel then copies raw bits
   const s = (dst.dtype === 'float16') !== (src.dtype === 'float16') ? cast(src, dst.dtype) : unaliased(dst, src);
   native.copy(packDims(0, dst.shape), dst.storage.data, dst.offset, packDims(1, dst.strides), s.storage.data, s.offset,

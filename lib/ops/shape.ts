@@ -19,7 +19,9 @@ export function shapeArg(args: (number | number[] | readonly number[])[]): numbe
 }
 
 function makeView(t: Tensor, shape: number[], strides: number[], offset: number): Tensor {
-  return new Tensor(t.storage, shape, strides, offset);
+  const v = new Tensor(t.storage, shape, strides, offset);
+  v._isView = true;
+  return v;
 }
 
 export function detach(t: Tensor): Tensor {

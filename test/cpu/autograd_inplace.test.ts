@@ -332,3 +332,148 @@ describe('scope() and the autograd graph', () => {
     expect(() => z.backward()).toThrow(/nodegrad: backward: a tensor needed for the gradient of mul was disposed before backward.*input 1 of mul, shape \[3\]/);
   });
 });
+
+describe('in-place ops on the autograd tape', () => {
+  const f64 = (xs: number[] | number[][], requiresGrad = true): Tensor => ng.tensor(xs, { dtype: 'float64', requiresGrad });
+
+  it('y = x*2; y.mul_(3) gives x.grad 6, and c.add_(x) gives x its gradient', () => {
+    const x = ng.tensor([1, 2], { requiresGrad: true });
+    const y = x.mul(2);
+    y.mul_(3);
+    expect(y.gradFn!.name).toBe('mul_');
+    y.sum().backward();
+    expect(x.grad!.tolist()).toEqual([6, 6]);
+
+    const w = ng.tensor([1, 2, 3], { requiresGrad: true });
+    const c = ng.zeros([3]);
+    c.add_(w, 2);
+    expect(c.requiresGrad).toBe(true);
+    expect(c.isLeaf).toBe(false);
+    c.mul(ng.tensor([1, 10, 100])).sum().backward();
+    expect(w.grad!.tolist()).toEqual([2, 20, 200]);
+  });
+
+  // every in-place op, applied to a non-leaf, against finite differences in float64
+  const cases: [string, (x: Tensor, s: Tensor) => Tensor][] = [
+    ['add_ number', (x) => x.mul(1).add_(3)],
+    ['add_ tensor, alpha, broadcast', (x, s) => x.mul(1).add_(s, 2.5)],
+    ['sub_ tensor, alpha, broadcast', (x, s) => x.mul(2).sub_(s, 0.5)],
+    ['sub_ number', (x) => x.square().sub_(1)],
+    ['mul_ number', (x) => x.mul(1).mul_(-1.5)],
+    ['mul_ tensor, broadcast', (x, s) => x.mul(1).mul_(s)],
+    ['mul_ itself', (x) => { const y = x.mul(1); return y.mul_(y); }],
+    ['div_ number', (x) => x.mul(1).div_(4)],
+    ['div_ tensor, broadcast', (x, s) => x.mul(1).div_(s.add(3))],
+    ['div_ itself', (x) => { const y = x.add(5); return y.div_(y).mul(x); }],
+    ['fill_', (x) => x.mul(1).fill_(2).mul(x)],
+    ['zero_', (x) => x.mul(3).zero_().add(x.square())],
+    ['copy_ broadcast', (x, s) => x.mul(2).copy_(s.mul(3)).mul(x)],
+    ['clamp_', (x) => x.mul(1).clamp_(-0.5, 0.5)],
+    ['clamp_ min only', (x) => x.mul(1).clamp_(0.1)],
+    ['a chain', (x, s) => x.mul(1).mul_(s).add_(x).div_(2).sub_(s.exp()).clamp_(null, 1)],
+    ['the old value used before', (x, s) => { const y = x.mul(2); const z = y.add(s); y.mul_(3); return z.add(y); }],
+  ];
+  it.each(cases)('%s: the gradient through the in-place op matches finite differences', (_name, f) => {
+    // no element within eps of a clamp bound
+    const x = f64([[0.3, -1.2, 0.9], [-0.2, 0.7, 1.4]]);
+    const s = f64([0.8, -1.3, 0.6]);
+    const r = ng.gradcheck(f, [x, s]);
+    expect(r.ok).toBe(true);
+  });
+
+  it('copy_ across dtypes sends the gradient back in the source dtype', () => {
+    const s = f64([1, 2, 3]);
+    const y = ng.zeros([3]);
+    y.copy_(s);
+    y.mul(ng.tensor([1, 2, 3])).sum().backward();
+    expect(s.grad!.dtype).toBe('float64');
+    expect(s.grad!.tolist()).toEqual([1, 2, 3]);
+  });
+
+  it('a node that used the tensor before the in-place op still sends its gradient to the old value', () => {
+    const x = ng.tensor([1, 2], { requiresGrad: true });
+    const y = x.mul(2);
+    const z = y.add(1);
+    y.mul_(3);
+    // z's gradient reaches x through y's old value (2), y's through mul_ (6)
+    z.sum().add(y.sum()).backward();
+    expect(x.grad!.tolist()).toEqual([8, 8]);
+  });
+
+  it('an in-place op on a leaf that requires grad throws; under noGrad it is allowed', () => {
+    const x = ng.tensor([1, 2], { requiresGrad: true });
+    const ops: [string, (t: Tensor) => void][] = [
+      ['add_', (t) => t.add_(1)], ['sub_', (t) => t.sub_(1)], ['mul_', (t) => t.mul_(2)], ['div_', (t) => t.div_(2)],
+      ['fill_', (t) => t.fill_(0)], ['zero_', (t) => t.zero_()], ['copy_', (t) => t.copy_(ng.ones([2]))],
+      ['clamp_', (t) => t.clamp_(0, 1)],
+    ];
+    for (const [op, apply] of ops) {
+      expect(() => apply(x), op).toThrow(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; ` +
+        'use an out-of-place op, or wrap the update in noGrad()');
+    }
+    expect(x.tolist()).toEqual([1, 2]);
+    expect(x._version).toBe(0);
+    ng.noGrad(() => x.mul_(3).add_(ng.ones([2])).clamp_(0, 5));
+    expect(x.tolist()).toEqual([4, 5]);
+    expect(x.isLeaf).toBe(true);
+    expect(x.gradFn).toBeNull();
+    x.mul(2).sum().backward();
+    expect(x.grad!.tolist()).toEqual([2, 2]);
+  });
+
+  it('an in-place op on a view of a tensor in a graph throws before it writes (no wrong gradient)', () => {
+    const x = ng.tensor([1, 2, 3, 4], { requiresGrad: true });
+    const y = x.mul(2);
+    const v = y.narrow(0, 1, 2);
+    expect(() => v.mul_(3)).toThrow(
+      'nodegrad: mul_: in-place operation on a view of a tensor that requires grad is not supported; clone() the view first');
+    expect(() => y.reshape([2, 2]).zero_()).toThrow(/zero_: in-place operation on a view of a tensor that requires grad/);
+    expect(() => x.T.add_(1)).toThrow(/add_: in-place operation on a view of a tensor that requires grad/);
+    // the base of a view on the tape: the view's gradient would miss the change
+    expect(() => y.add_(1)).toThrow(/add_: in-place operation on a tensor whose views were recorded for backward/);
+    expect(y.tolist()).toEqual([2, 4, 6, 8]);
+    // a view of a tensor that does not require grad, with an operand that does
+    const w = ng.tensor([1, 1], { requiresGrad: true });
+    const c = ng.zeros([4]);
+    expect(() => c.narrow(0, 0, 2).add_(w)).toThrow(/add_: in-place operation with an operand that requires grad on a view/);
+    expect(c.tolist()).toEqual([0, 0, 0, 0]);
+    // the clone() the message suggests works
+    const u = v.clone().mul_(3);
+    u.sum().backward();
+    expect(x.grad!.tolist()).toEqual([0, 6, 6, 0]);
+    // views without autograd stay free to change
+    const d = ng.zeros([2, 2]);
+    d.select(0, 1).add_(1);
+    ng.noGrad(() => y.narrow(0, 0, 1).fill_(0));
+    expect(d.tolist()).toEqual([[0, 0], [1, 1]]);
+  });
+
+  it('retainGrad sees the gradient of the current value; a saved old value is still checked', () => {
+    const x = ng.tensor([1, 2], { requiresGrad: true });
+    const y = x.mul(2);
+    y.mul_(3).retainGrad();
+    y.mul(5).sum().backward();
+    expect(y.grad!.tolist()).toEqual([5, 5]);
+    expect(x.grad!.tolist()).toEqual([30, 30]);
+    // exp saves its output; changing it in place makes backward throw (as PyTorch)
+    const e = ng.tensor([0.5], { requiresGrad: true }).exp();
+    e.mul_(2);
+    expect(() => e.sum().backward()).toThrow(/gradient of exp was modified in place by mul_/);
+  });
+
+  it('an in-place op inside scope(): the returned result keeps what its backward reads', () => {
+    const x = ng.tensor([1, 2], { requiresGrad: true });
+    const s = ng.tensor([3, 4], { requiresGrad: true });
+    const before = live();
+    const out = ng.scope(() => {
+      const y = x.mul(2);
+      y.mul_(s.add(1));
+      return y.sum();
+    });
+    out.backward();
+    expect(x.grad!.tolist()).toEqual([8, 10]);
+    expect(s.grad!.tolist()).toEqual([2, 4]);
+    out.dispose();
+    expect(live()).toBeLessThanOrEqual(before + 2);
+  });
+});
