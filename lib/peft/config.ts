@@ -31,6 +31,10 @@ export interface LoraConfig {
   /** true (default): A kaiming-uniform, B zeros (the update starts at 0). false: B random too (tests). */
   initLoraWeights?: boolean;
   inferenceMode?: boolean;
+  /** rsLoRA: scale by loraAlpha / √r instead of loraAlpha / r (default false). */
+  useRslora?: boolean;
+  /** HF module names (list or regular expression, as targetModules) never adapted even when targeted. */
+  excludeModules?: string[] | string | null;
 }
 
 export type ResolvedLoraConfig = Required<LoraConfig>;
@@ -52,6 +56,18 @@ const TASKS: readonly string[] = ['CAUSAL_LM', 'SEQ_CLS', 'TOKEN_CLS', 'SEQ_2_SE
 
 function bad(field: string, what: string, v: unknown): Error {
   return new Error(`nodegrad: LoraConfig: ${field} ${what} (got ${JSON.stringify(v)})`);
+}
+
+function checkExclude(v: string[] | string | null): string[] | string | null {
+  if (v !== null && typeof v !== 'string' && !(Array.isArray(v) && v.every((t) => typeof t === 'string' && t !== ''))) {
+    throw bad('excludeModules', 'must be a list of module names, a regular expression string or null', v);
+  }
+  return Array.isArray(v) ? [...v] : v;
+}
+
+/** The factor of the low-rank update: loraAlpha / r, or loraAlpha / √r with rsLoRA (PEFT's scaling). */
+export function loraScaling(c: { r: number; loraAlpha: number; useRslora: boolean }): number {
+  return c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r;
 }
 
 /** Fills PEFT's defaults (targets from the model type) and checks every field. */
@@ -89,7 +105,7 @@ export function resolveLoraConfig(c: LoraConfig, modelType: string, defaults: { 
     modulesToSave: modulesToSave ? [...modulesToSave] : null, taskType,
     fanInFanOut: c.fanInFanOut ?? defaults.fanInFanOut ?? false,
     baseModelNameOrPath: c.baseModelNameOrPath ?? null, initLoraWeights: c.initLoraWeights ?? true,
-    inferenceMode: c.inferenceMode ?? false,
+    inferenceMode: c.inferenceMode ?? false, useRslora: c.useRslora ?? false, excludeModules: checkExclude(c.excludeModules ?? null),
   };
 }
 
@@ -100,6 +116,7 @@ export function loraConfigToJSON(c: ResolvedLoraConfig): Record<string, unknown>
     auto_mapping: null,
     base_model_name_or_path: c.baseModelNameOrPath,
     bias: c.bias,
+    exclude_modules: Array.isArray(c.excludeModules) ? [...c.excludeModules].sort() : c.excludeModules,
     fan_in_fan_out: c.fanInFanOut,
     inference_mode: true,
     init_lora_weights: c.initLoraWeights,
@@ -119,7 +136,7 @@ export function loraConfigToJSON(c: ResolvedLoraConfig): Record<string, unknown>
     target_modules: Array.isArray(c.targetModules) ? [...c.targetModules].sort() : c.targetModules,
     task_type: c.taskType,
     use_dora: false,
-    use_rslora: false,
+    use_rslora: c.useRslora,
   };
 }
 
@@ -133,17 +150,22 @@ export function loraConfigFromJSON(raw: unknown, file: string): LoraConfig {
   const j = raw as Record<string, unknown>;
   if (j.peft_type !== 'LORA') throw err(`peft_type ${JSON.stringify(j.peft_type)} is not supported (only "LORA")`);
   const empty = (v: unknown): boolean => v === undefined || v === null || v === false || (typeof v === 'object' && Object.keys(v as object).length === 0);
-  for (const k of ['use_dora', 'use_rslora', 'rank_pattern', 'alpha_pattern', 'layers_to_transform', 'layer_replication']) {
+  // features that change what the saved tensors mean: refused by name rather than loaded wrongly
+  for (const k of ['use_dora', 'rank_pattern', 'alpha_pattern', 'layers_to_transform', 'layer_replication', 'lora_bias',
+    'trainable_token_indices', 'target_parameters', 'use_qalora']) {
     if (!empty(j[k])) throw err(`field "${k}" (${JSON.stringify(j[k])}) is not supported by nodegrad's LoRA`);
   }
-  if (j.init_lora_weights !== undefined && typeof j.init_lora_weights !== 'boolean') {
-    throw err(`field "init_lora_weights" ${JSON.stringify(j.init_lora_weights)} is not supported (true or false)`);
+  // PiSSA / OLoRA / CorDA / LoftQ initialisations change the base weights too; gaussian and the default only the adapter's start
+  const init = j.init_lora_weights;
+  if (init !== undefined && typeof init !== 'boolean' && init !== 'gaussian') {
+    throw err(`field "init_lora_weights" ${JSON.stringify(init)} is not supported (true, false or "gaussian": other initialisations change the base weights)`);
   }
   return {
     r: j.r as number, loraAlpha: j.lora_alpha as number, targetModules: j.target_modules as string[] | string,
     loraDropout: (j.lora_dropout as number | undefined) ?? 0, bias: j.bias as LoraBias | undefined,
     modulesToSave: j.modules_to_save as string[] | null, taskType: j.task_type as TaskType | null,
     fanInFanOut: j.fan_in_fan_out as boolean | undefined, baseModelNameOrPath: (j.base_model_name_or_path as string | null) ?? null,
-    initLoraWeights: (j.init_lora_weights as boolean | undefined) ?? true, inferenceMode: (j.inference_mode as boolean | undefined) ?? true,
+    initLoraWeights: init === false ? false : true, inferenceMode: (j.inference_mode as boolean | undefined) ?? true,
+    useRslora: j.use_rslora === true, excludeModules: (j.exclude_modules as string[] | string | null | undefined) ?? null,
   };
 }

@@ -1,6 +1,6 @@
 // LoRA fine-tuning compatible with Hugging Face PEFT (the `peft` namespace).
 export {
-  resolveLoraConfig, loraConfigToJSON, loraConfigFromJSON, DEFAULT_TARGET_MODULES, CLASSIFIER_MODULE_NAMES,
+  resolveLoraConfig, loraConfigToJSON, loraScaling, loraConfigFromJSON, DEFAULT_TARGET_MODULES, CLASSIFIER_MODULE_NAMES,
   type LoraConfig, type ResolvedLoraConfig, type LoraBias, type TaskType,
 } from './config.js';
 export { LoraLinear, LoraAdapter, LoraPair, type LoraPart } from './lora.js';

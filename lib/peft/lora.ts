@@ -1,6 +1,6 @@
 // LoraLinear: a Linear with low-rank adapters, y = x Wᵀ + b + s · dropout(x) Aᵀ Bᵀ with
-// s = loraAlpha / r (PEFT's lora.Linear). The update runs as two thin matmuls on the
-// low-rank path; B·A is formed only when merging. The base weight and bias are the very
+// s = loraAlpha / r, or loraAlpha / √r with rsLoRA (PEFT's lora.Linear). The update runs as
+// two thin matmuls on the low-rank path; B·A is formed only when merging. The base weight and bias are the very
 // tensors of the Linear it replaces, under the same names (weight, bias), so the base
 // model's checkpoints and exports are unchanged while it is adapted.
 //
@@ -77,12 +77,12 @@ export class LoraLinear extends Module {
   }
   adapters(): string[] { return [...this.adapterNames]; }
 
-  addAdapter(name: string, parts: LoraPart[], opts: { r: number; loraAlpha: number; loraDropout: number; initLoraWeights: boolean }): LoraAdapter {
+  addAdapter(name: string, parts: LoraPart[], opts: { r: number; scaling: number; loraDropout: number; initLoraWeights: boolean }): LoraAdapter {
     if (this.adapter(name)) throw new Error(`nodegrad: LoraLinear: adapter '${name}' already exists`);
     // parts (and their pairs) in row order
     const order = parts.map((p) => ({ p, pair: new LoraPair(this.inFeatures, p.length, opts.r, opts.initLoraWeights, this.weight.device) }))
       .sort((x, y) => x.p.start - y.p.start);
-    const a = new LoraAdapter(opts.loraAlpha / opts.r, opts.loraDropout, order.map((o) => o.p), order.map((o) => o.pair));
+    const a = new LoraAdapter(opts.scaling, opts.loraDropout, order.map((o) => o.p), order.map((o) => o.pair));
     (this as unknown as Record<string, LoraAdapter>)[`lora_${name}`] = a;
     this.adapterNames.push(name);
     return a;

@@ -25,7 +25,7 @@ import { Module, isParameter, parameter } from '../nn/module.js';
 import { BertForSequenceClassification } from '../models/bert.js';
 import { GPT } from '../models/gpt.js';
 import {
-  loraConfigFromJSON, loraConfigToJSON, resolveLoraConfig, type LoraConfig, type ResolvedLoraConfig, type TaskType,
+  loraConfigFromJSON, loraConfigToJSON, loraScaling, resolveLoraConfig, type LoraConfig, type ResolvedLoraConfig, type TaskType,
 } from './config.js';
 import { LoraLinear, type LoraPart } from './lora.js';
 import { isHFNamedCausalLM, matchesTarget, modelLayout, type HFModule, type ModelLayout } from './targets.js';
@@ -116,7 +116,7 @@ export class PeftModel<M extends Module = Module> extends Module {
     if (typeof name !== 'string' || !NAME.test(name)) throw new Error(`nodegrad: addAdapter: adapter name must be letters, digits, _ or - (got ${JSON.stringify(name)})`);
     if (this.info.has(name)) throw new Error(`nodegrad: addAdapter: adapter '${name}' already exists (adapters: ${this.adapterNames().join(', ')})`);
     const c = resolveLoraConfig(config, this.layout.modelType, this.defaults());
-    const targets = this.layout.modules.filter((m) => matchesTarget(c.targetModules ?? [], m.hf));
+    const targets = this.layout.modules.filter((m) => matchesTarget(c.targetModules ?? [], m.hf) && !(c.excludeModules && matchesTarget(c.excludeModules, m.hf)));
     if (targets.length === 0) {
       throw new Error(`nodegrad: getPeftModel: target modules ${JSON.stringify(c.targetModules)} not found in the base model ` +
         `(its modules: ${[...new Set(this.layout.modules.filter((m) => m.kind === 'linear').map((m) => m.hf.replace(/.*\./, '')))].join(', ')})`);
@@ -153,7 +153,7 @@ export class PeftModel<M extends Module = Module> extends Module {
         setModule(this.baseModel, ours, l);
         this.layers.set(ours, l);
       }
-      l.addAdapter(name, parts, { r: c.r, loraAlpha: c.loraAlpha, loraDropout: c.loraDropout, initLoraWeights: c.initLoraWeights });
+      l.addAdapter(name, parts, { r: c.r, scaling: loraScaling(c), loraDropout: c.loraDropout, initLoraWeights: c.initLoraWeights });
     }
     const saved = new Map<string, SavedModule>();
     for (const m of saveMods) {

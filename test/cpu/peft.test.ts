@@ -65,6 +65,27 @@ describe('peft LoRA', () => {
     expect(() => peft.getPeftModel(newGPT(), { targetModules: ['wte'] })).toThrow(/Embedding; LoRA is supported on Linear layers only/);
   });
 
+  test('rsLoRA scaling, excludeModules, and adapter configs with features nodegrad lacks are refused by name', async () => {
+    const a = peft.getPeftModel(newGPT(), { r: 4, loraAlpha: 8, useRslora: true, targetModules: ['c_attn', 'c_proj'], excludeModules: ['h.1.attn.c_proj'] });
+    const keys = [...a.adapterStateDict().keys()].map((k) => k.replace(/\.lora_[AB]\.weight$/, ''));
+    expect([...new Set(keys)].sort()).toEqual(['h.0.attn.c_attn', 'h.0.attn.c_proj', 'h.0.mlp.c_proj', 'h.1.attn.c_attn', 'h.1.mlp.c_proj'].map((k) => `base_model.model.transformer.${k}`));
+    expect(peft.loraScaling(a.peftConfig.default)).toBe(8 / 2);
+    const dir = path.join(tmp, 'rslora');
+    await a.saveAdapter(dir);
+    const cfg = JSON.parse(readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ use_rslora: true, exclude_modules: ['h.1.attn.c_proj'] });
+    // merged equals unmerged with the rsLoRA factor
+    const gpt = newGPT();
+    const pm = await peft.PeftModel.fromPretrained(gpt, dir);
+    for (const p of pm.adapterTensors()) noGradPerturb(p);
+    const before = gpt.forward(gptIds()).logits;
+    expectClose(pm.mergeAndUnload().forward(gptIds()).logits, before, { atol: 1e-5, rtol: 1e-5 });
+    writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify({ ...cfg, use_dora: true }));
+    await expect(peft.PeftModel.fromPretrained(newGPT(), dir)).rejects.toThrow(/field "use_dora" \(true\) is not supported/);
+    writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify({ ...cfg, init_lora_weights: 'pissa' }));
+    await expect(peft.PeftModel.fromPretrained(newGPT(), dir)).rejects.toThrow(/init_lora_weights.*pissa/);
+  });
+
   test('merged logits equal unmerged within float rounding (GPT-2 fused c_attn, BERT query/value slices + classifier)', () => {
     const gpt = newGPT();
     const pm = peft.getPeftModel(gpt, { r: 4, loraAlpha: 16, targetModules: ['c_attn', 'c_fc'], initLoraWeights: false });
@@ -102,7 +123,7 @@ describe('peft LoRA', () => {
     expect([...tensors.values()].every((t) => t.dtype === 'float32')).toBe(true);
     const cfg = JSON.parse(readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'));
     expect(cfg).toEqual({
-      alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'gpt2', bias: 'none', fan_in_fan_out: true,
+      alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'gpt2', bias: 'none', exclude_modules: null, fan_in_fan_out: true,
       inference_mode: true, init_lora_weights: true, layer_replication: null, layers_pattern: null, layers_to_transform: null,
       loftq_config: {}, lora_alpha: 8, lora_dropout: 0.1, megatron_config: null, megatron_core: 'megatron.core',
       modules_to_save: null, peft_type: 'LORA', r: 4, rank_pattern: {}, revision: null, target_modules: ['c_attn'],
