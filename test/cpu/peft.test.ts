@@ -86,6 +86,24 @@ describe('peft LoRA', () => {
     await expect(peft.PeftModel.fromPretrained(newGPT(), dir)).rejects.toThrow(/init_lora_weights.*pissa/);
   });
 
+  test('an adapter trained on the bare base model (GPT2Model / BertModel keys) applies to the task model', async () => {
+    const gpt = newGPT();
+    const pm = peft.getPeftModel(gpt, { r: 2, initLoraWeights: false });
+    const want = gpt.forward(gptIds()).logits;
+    const dir = path.join(tmp, 'bare');
+    await pm.saveAdapter(dir);
+    const { tensors } = await ng.io.loadSafetensors(path.join(dir, 'adapter_model.safetensors'));
+    const bare = new Map([...tensors].map(([k, t]) => [k.replace('base_model.model.transformer.', 'base_model.model.'), t]));
+    await ng.io.writeDirAtomic(dir, { 'adapter_model.safetensors': ng.io.safetensorsWriter(bare, { format: 'pt' }) });
+    const fresh = newGPT();
+    await peft.PeftModel.fromPretrained(fresh, dir);
+    expectClose(fresh.forward(gptIds()).logits, want, { atol: 0, rtol: 0 });
+    // a key the model has no place for is an error naming it
+    bare.set('base_model.model.h.0.attn.c_proj.lora_A.weight', ng.zeros([2, 16]));
+    await ng.io.writeDirAtomic(dir, { 'adapter_model.safetensors': ng.io.safetensorsWriter(bare, { format: 'pt' }) });
+    await expect(peft.PeftModel.fromPretrained(newGPT(), dir)).rejects.toThrow(/unexpected base_model\.model\.h\.0\.attn\.c_proj\.lora_A\.weight/);
+  });
+
   test('merged logits equal unmerged within float rounding (GPT-2 fused c_attn, BERT query/value slices + classifier)', () => {
     const gpt = newGPT();
     const pm = peft.getPeftModel(gpt, { r: 4, loraAlpha: 16, targetModules: ['c_attn', 'c_fc'], initLoraWeights: false });
