@@ -137,6 +137,9 @@ export async function chatCommand(argv: string[], io: ChatIO = {}): Promise<numb
   if (o.threads !== undefined) setNumThreads(Number(o.threads));
   const { model, tok } = await load(o.model as string, 'chat');
   const opts: GenerateOptions = { ...model.generationDefaults(), maxNewTokens: 256, ...sampling(o, 'chat') };
+  // a turn also ends at the tokenizer's EOS (the template's end-of-turn token, e.g. <|im_end|>)
+  const eos = (tok as { eosTokenId?: number | null }).eosTokenId;
+  if (typeof eos === 'number') opts.stopTokens = [...new Set([...(opts.stopTokens ?? []), eos])];
   const first: ChatMessage[] = o.system ? [{ role: 'system', content: o.system as string }] : [];
   let messages = [...first];
   const tty = (input as { isTTY?: boolean }).isTTY === true;
