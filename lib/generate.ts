@@ -1,6 +1,8 @@
 // Autoregressive sampling with a KV cache: the prompt is run once, then each new token
 // costs one position of compute. Greedy when temperature is 0; otherwise temperature,
-// top-k, top-p (nucleus) and a repetition penalty, drawn from a seeded generator.
+// top-k, top-p (nucleus) and a repetition penalty, drawn from a seeded generator. Any
+// causal LM decodes here through the Generator interface (newDecodeCache + decodeStep),
+// with one preallocated cache per generation: GPT and LlamaForCausalLM alike.
 import { noGrad } from './autograd.js';
 import { scope } from './memory.js';
 import { tensor } from './ops/creation.js';
