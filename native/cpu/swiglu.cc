@@ -15,13 +15,8 @@ namespace {
 
 constexpr int64_t kGrain = 16384;
 
-// sigmoid with full relative precision on both sides: e / (1 + e) for x < 0 (vmath's
-// sigmoid_fast forms 1 - sigmoid(|x|) there, which cancels for large negative x).
-NG_VMATH_INLINE float sigmoid(float x) {
-  const float e = exp_fast(-std::fabs(x));
-  const float r = 1.0f / (1.0f + e);
-  return x >= 0.0f ? r : e * r;
-}
+// vmath's sigmoid_fast keeps full relative precision on both sides (e / (1 + e) for x < 0).
+NG_VMATH_INLINE float sigmoid(float x) { return sigmoid_fast(x); }
 NG_VMATH_INLINE double sigmoid(double x) { return sigmoid_fast(x); }
 
 template <class T>

@@ -53,7 +53,8 @@ inline double tanh_fast(double x) { return std::tanh(x); }
 NG_VMATH_INLINE float sigmoid_fast(float x) {
   const float e = exp_fast(-std::fabs(x));
   const float s = 1.0f / (1.0f + e);  // sigmoid(|x|)
-  return x >= 0.0f ? s : 1.0f - s;
+  // x < 0: e / (1 + e), not 1 - sigmoid(|x|), which cancels to a few bits for x << 0
+  return x >= 0.0f ? s : e * s;
 }
 inline double sigmoid_fast(double x) {
   return x >= 0.0 ? 1.0 / (1.0 + std::exp(-x)) : std::exp(x) / (1.0 + std::exp(x));
