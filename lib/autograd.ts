@@ -189,6 +189,10 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
       `nodegrad: backward: grad can be implicitly created only for scalar outputs (got shape [${root.shape.join(',')}]); pass a gradient`,
     );
   }
+  if (gradient !== undefined && (gradient === null || typeof gradient !== 'object' || !Array.isArray(gradient.shape))) {
+    throw new Error(`nodegrad: backward: gradient must be a Tensor (got ${gradient === null ? 'null' : typeof gradient})`);
+  }
+  if (gradient !== undefined && gradient.isDisposed) gradient.assertLive('backward');
   if (gradient !== undefined && gradient.shape.join(',') !== root.shape.join(',')) {
     throw new Error(
       `nodegrad: backward: gradient shape [${gradient.shape.join(',')}] does not match the tensor's shape [${root.shape.join(',')}]`,

@@ -1,7 +1,7 @@
 // Tensor: a strided view (shape, strides, offset) over a reference-counted Storage,
 // plus autograd state. Methods are thin forwards to the op functions in lib/ops/*.
 import type { DType, TypedArray } from './dtype.js';
-import { checkDType } from './dtype.js';
+import { checkDType, DTYPES } from './dtype.js';
 import { backward, needsGrad, record, type BackwardOptions, type GradNode } from './autograd.js';
 import { trackTensor, untrackTensor, keep, releaseGraphRefs } from './memory.js';
 import type { GraphHold } from './memory.js';
@@ -19,6 +19,42 @@ export type NestedArray = number | boolean | NestedArray[];
 export type Scalar = number;
 export type TensorLike = Tensor | number;
 export type Dims = number | number[];
+
+/**
+ * Checks a view before a Tensor is built on it: integer shape (non-negative) and strides of
+ * one length, an integer offset, and every element the view reaches inside the storage.
+ * An empty view reaches nothing and may carry any non-negative offset. Without this, a
+ * hand-built view outside its storage would read zeros or write a file whose header
+ * disagrees with its bytes.
+ */
+function checkView(storage: Storage, shape: readonly number[], strides: readonly number[], offset: number): void {
+  if (!(storage instanceof Storage)) throw new Error('nodegrad: Tensor: storage must be a Storage');
+  if (storage.freed) throw new Error(`nodegrad: Tensor: storage ${storage.id} was already freed`);
+  if (!Array.isArray(shape) || !Array.isArray(strides) || shape.length !== strides.length) {
+    throw new Error(`nodegrad: Tensor: shape and strides must be arrays of one length (got shape ${viewText(shape)}, strides ${viewText(strides)})`);
+  }
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new Error(`nodegrad: Tensor: offset must be a non-negative integer (got ${String(offset)})`);
+  }
+  let lo = offset, hi = offset, empty = false;
+  for (let i = 0; i < shape.length; i++) {
+    const n = shape[i], s = strides[i];
+    if (!Number.isSafeInteger(n) || n < 0 || !Number.isSafeInteger(s)) {
+      throw new Error(`nodegrad: Tensor: shape must hold non-negative integers and strides integers (got shape ${viewText(shape)}, strides ${viewText(strides)})`);
+    }
+    if (n === 0) empty = true;
+    else if (s > 0) hi += (n - 1) * s;
+    else lo += (n - 1) * s;
+  }
+  if (!empty && (lo < 0 || hi >= storage.length)) {
+    throw new Error(`nodegrad: Tensor: view reaches elements ${lo}..${hi}, outside its storage of ${storage.length} elements ` +
+      `(got shape ${viewText(shape)}, strides ${viewText(strides)}, offset ${offset})`);
+  }
+}
+
+function viewText(xs: unknown): string {
+  return Array.isArray(xs) ? `[${xs.map(String).join(',')}]` : String(xs);
+}
 
 export class Tensor {
   readonly storage: Storage;
@@ -43,6 +79,7 @@ export class Tensor {
 
   /** Internal: use nodegrad.tensor(), zeros(), ... to create tensors. */
   constructor(storage: Storage, shape: readonly number[], strides: readonly number[], offset: number) {
+    checkView(storage, shape, strides, offset);
     this.storage = storage;
     this.shape = shape;
     this.strides = strides;
@@ -134,14 +171,16 @@ export class Tensor {
 
   // ---- conversion -------------------------------------------------------------------
   to(target: DType | Device | { dtype?: DType; device?: Device }): Tensor {
-    if (typeof target === 'object') {
+    if (target !== null && typeof target === 'object') {
       let t: Tensor = this;
       if (target.device !== undefined) t = t.toDevice(target.device);
       if (target.dtype !== undefined) t = ew.cast(t, checkDType(target.dtype, 'to'));
       return t;
     }
-    if (target === 'cpu' || target.startsWith('cuda')) return this.toDevice(target as Device);
-    return ew.cast(this, checkDType(target, 'to'));
+    if (typeof target === 'string' && (DTYPES as readonly string[]).includes(target)) return ew.cast(this, target as DType);
+    if (target === 'cpu' || (typeof target === 'string' && target.startsWith('cuda'))) return this.toDevice(target as Device);
+    throw new Error(`nodegrad: to: unknown dtype or device ${JSON.stringify(target) ?? String(target)} ` +
+      `(expected a device: 'cpu', 'cuda' or 'cuda:N'; or a dtype: ${DTYPES.join(', ')})`);
   }
   /**
    * A copy on device d (this tensor itself when it is already there). Host -> device

@@ -95,6 +95,13 @@ export function vocabList(who: string, source: string, vocab: unknown): string[]
   return out;
 }
 
+/** An options argument: undefined and null mean none; anything but an object is an error. */
+export function optionsOf<T extends object>(who: string, opts: T | null | undefined): T {
+  if (opts === undefined || opts === null) return {} as T;
+  if (typeof opts !== 'object') throw new Error(`nodegrad: ${who}: options must be an object (got ${typeof opts})`);
+  return opts;
+}
+
 export function escapeRegExp(s: string): string { return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); }
 
 /** Pads (or checks) rows of a batch to one length; returns the padded length. */
@@ -291,6 +298,7 @@ export class GPT2Tokenizer {
    */
   encode(text: string, opts: GPT2EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new Error(`nodegrad: GPT2Tokenizer.encode: text must be a string (got ${typeof text})`);
+    opts = optionsOf('GPT2Tokenizer.encode', opts);
     const allowed = opts.allowedSpecial;
     if (allowed !== undefined && allowed !== 'all' && !Array.isArray(allowed)) {
       throw new Error(`nodegrad: GPT2Tokenizer.encode: allowedSpecial must be 'all' or an array of token strings`);
@@ -460,6 +468,7 @@ export class GPT2Tokenizer {
   encodeBatch(texts: readonly string[], opts: GPT2BatchOptions = {}): { inputIds: number[][] | Tensor; attentionMask: number[][] | Tensor } {
     const who = 'GPT2Tokenizer.encodeBatch';
     if (!Array.isArray(texts)) throw new Error(`nodegrad: ${who}: texts must be an array of strings`);
+    opts = optionsOf(who, opts);
     const maxLength = checkMaxLength(who, opts.maxLength);
     const truncate = opts.truncation ?? maxLength !== undefined;
     const limit = maxLength ?? this.modelMaxLength;

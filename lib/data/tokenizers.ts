@@ -147,6 +147,10 @@ export class ByteTokenizer implements Tokenizer {
    */
   encode(text: string, opts: { allowSpecial?: boolean } = {}): number[] {
     checkText(text, 'ByteTokenizer');
+    if (opts !== undefined && opts !== null && typeof opts !== 'object') {
+      throw new Error(`nodegrad: ByteTokenizer.encode: options must be an object (got ${typeof opts})`);
+    }
+    opts ??= {};
     if (!opts.allowSpecial || this.special.size === 0) return Array.from(Buffer.from(text, 'utf8'));
     const escaped = [...this.special.keys()].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     const out: number[] = [];
@@ -190,7 +194,14 @@ export class ByteTokenizer implements Tokenizer {
 
 /** Rebuilds a tokenizer saved with toJSON() (object or JSON string). */
 export function tokenizerFromJSON(obj: unknown): CharTokenizer | ByteTokenizer {
-  const o = typeof obj === 'string' ? (JSON.parse(obj) as unknown) : obj;
+  let o = obj;
+  if (typeof obj === 'string') {
+    try {
+      o = JSON.parse(obj) as unknown;
+    } catch (e) {
+      throw new Error(`nodegrad: tokenizerFromJSON: invalid JSON (${(e as Error).message})`);
+    }
+  }
   const type = (o as { type?: unknown } | null)?.type;
   if (type === 'char') return CharTokenizer.fromJSON(o);
   if (type === 'byte') return ByteTokenizer.fromJSON(o);

@@ -12,7 +12,7 @@ import type { Tensor } from '../tensor.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import {
   type AddedToken, type PaddingStrategy, batchLength, checkDir, checkMaxLength, escapeRegExp, fileExists, padRow,
-  parseAddedTokens, readJSONFile, readTokenizerConfig, rowsToTensor, tokenName, vocabList,
+  optionsOf, parseAddedTokens, readJSONFile, readTokenizerConfig, rowsToTensor, tokenName, vocabList,
 } from './bpe.js';
 
 // Character classes as BERT defines them. ASCII goes through a table; other code points
@@ -316,6 +316,7 @@ export class BertTokenizer {
   encode(text: string, textPair?: string | null | BertEncodeOptions, opts: BertEncodeOptions = {}): BertEncoding {
     if (textPair !== null && typeof textPair === 'object') { opts = textPair; textPair = undefined; }
     const who = 'BertTokenizer.encode';
+    opts = optionsOf(who, opts);
     const enc = this.encodeUnpadded(who, text, textPair ?? null, opts);
     const maxLength = checkMaxLength(who, opts.maxLength);
     return this.pad(who, [enc], opts.padding === 'max_length' ? batchLength(who, [enc.inputIds.length], 'max_length', maxLength) : -1, opts)[0];
@@ -327,6 +328,7 @@ export class BertTokenizer {
   encodeBatch(inputs: readonly (string | readonly [string, string])[], opts: BertEncodeOptions & { returnTensors?: 'ng' } = {}): BertBatchEncoding<number[][] | Tensor> {
     const who = 'BertTokenizer.encodeBatch';
     if (!Array.isArray(inputs)) throw new Error(`nodegrad: ${who}: inputs must be an array of texts or [text, textPair] pairs`);
+    opts = optionsOf(who, opts);
     const encs = inputs.map((x, i) => {
       if (typeof x === 'string') return this.encodeUnpadded(who, x, null, opts);
       if (Array.isArray(x) && x.length === 2) return this.encodeUnpadded(who, x[0] as string, x[1] as string, opts);
@@ -401,6 +403,7 @@ export class BertTokenizer {
   /** Joins tokens with spaces, glues "##" pieces to the previous token, and tidies spaces before punctuation. */
   decode(ids: ArrayLike<number>, opts: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {}): string {
     if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') throw new Error('nodegrad: BertTokenizer.decode: ids must be an array of token ids');
+    opts = optionsOf('BertTokenizer.decode', opts);
     const toks: string[] = [];
     for (let i = 0; i < ids.length; i++) {
       const t = this.idToToken(ids[i], 'decode', i);

@@ -13,7 +13,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { isFloating, itemSize, type DType, type TypedArray } from '../dtype.js';
 import { parseDevice, Storage, type Device } from '../storage.js';
 import { Tensor } from '../tensor.js';
-import { contiguousStrides, MAX_DIMS } from '../ops/util.js';
+import { checkAlloc, contiguousStrides, MAX_DIMS } from '../ops/util.js';
 import { writeFileAtomic, type WriteFn } from './atomic.js';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'I32' | 'BOOL' | 'BF16' | 'F16' | 'I64';
@@ -279,6 +279,7 @@ function plan(tensors: TensorDict, metadata: Record<string, string> | undefined)
     if (typeof name !== 'string' || name === '' || name === '__metadata__') fail(`invalid tensor name ${JSON.stringify(name)}`, file);
     if (!(t instanceof Tensor)) fail(`value of ${JSON.stringify(name)} is not a Tensor`, file);
     t.assertLive('safetensors');
+    checkAlloc(t.shape, t.dtype, 'cpu', 'safetensors');
   }
   // Widest dtype first, then by name (as the reference writer): every tensor starts
   // aligned to its item size, since the data section starts 8-byte aligned.
@@ -420,7 +421,15 @@ async function readFully(fh: FileHandle, dst: Uint8Array, position: number, file
 
 /** Opens a safetensors file for lazy, one-tensor-at-a-time reading. Close it when done. */
 export async function openSafetensors(file: string): Promise<SafetensorsReader> {
-  const fh = await open(file, 'r');
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (e) {
+    // ENOENT, EACCES, EISDIR...: the message names the file; `code` is kept for callers that test it
+    const err = new Error(`nodegrad: safetensors: cannot open ${file} (${(e as Error).message})`, { cause: e });
+    (err as NodeJS.ErrnoException).code = (e as NodeJS.ErrnoException).code;
+    throw err;
+  }
   try {
     const size = (await fh.stat()).size;
     const first8 = new Uint8Array(8);

@@ -13,8 +13,8 @@ import { matmul } from './matmul.js';
 import { softmax } from './softmax.js';
 import { amax } from './reduce.js';
 import { sumToShape } from './reduce.js';
-import { clone, contiguous, expand, reshape, transpose } from './shape.js';
-import { broadcastShapes, broadcastStrides, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
+import { clone, contiguous, contiguousFor, expand, reshape, transpose } from './shape.js';
+import { broadcastShapes, broadcastStrides, checkAlloc, checkSameDevice, checkTensor, empty, flat, fmt, numelOf, optionsArg } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -83,7 +83,7 @@ function stridedLayout(t: Tensor, lead: number[]): [number, number, number] | nu
 /** Broadcasts t's leading dims to `lead` and makes it contiguous (both record autograd nodes). */
 function denseTo(t: Tensor, lead: number[]): Tensor {
   const shape = [...lead, ...t.shape.slice(-2)];
-  return contiguous(fmt(shape) === fmt(t.shape) ? t : expand(t, shape));
+  return contiguousFor(fmt(shape) === fmt(t.shape) ? t : expand(t, shape), OP);
 }
 
 /**
@@ -100,6 +100,7 @@ function denseTo(t: Tensor, lead: number[]): Tensor {
  * bfloat16/float16 inputs are computed in float32.
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: ScaledDotProductAttentionOptions = {}): Tensor {
+  opts = optionsArg(opts, OP);
   checkTensor(q, OP, 'q');
   checkTensor(k, OP, 'k');
   checkTensor(v, OP, 'v');
@@ -117,7 +118,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     // The CPU has no half kernels: attend in float32 (the casts are differentiable) and
     // round the output once, as the other half-precision CPU ops do.
     if (k.dtype !== dt || v.dtype !== dt) throw err(`q, k and v must have the same dtype (got ${q.dtype}, ${k.dtype} and ${v.dtype})`);
-    const up = (t: Tensor): Tensor => cast(t, 'float32');
+    const up = (t: Tensor): Tensor => (checkAlloc(t.shape, 'float32', t.device, OP), cast(t, 'float32'));
     const m32 = mask !== null && mask.dtype === dt ? up(mask) : mask;
     return cast(scaledDotProductAttention(up(q), up(k), up(v), { ...opts, attnMask: m32 }), dt);
   } else if (dt !== 'float32' && dt !== 'float64') throw err(`q must be float32 or float64 (got ${dt})`);
@@ -188,7 +189,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const [seed, offset] = p > 0 ? nextRandom(BH * Tq * Tk) : [0, 0];
   const maskArgs = (): [TypedArray | null, number, number, number[], number[]] =>
     m ? [m.storage.data, maskKind, m.offset, lead, broadcastStrides(m, full)] : [null, 0, 0, lead, []];
-  const out = empty([...lead, Tq, Dv], dt, device);
+  const out = empty([...lead, Tq, Dv], dt, device, true, OP);
   // The row log-sum-exp stays in float32 on CUDA for the half types (float64 for float64).
   const lse = empty([...lead, Tq], onCuda && dt !== 'float64' ? 'float32' : dt, device);
   native.attentionForward(arg(qc), arg(kc), arg(vc), out.storage.data, lse.storage.data, dims, scale,

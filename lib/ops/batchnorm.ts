@@ -10,7 +10,7 @@ import type { Tensor } from '../tensor.js';
 import { add, cast, mul, neg, rsqrt, sub } from './elementwise.js';
 import { mean, sum, variance } from './reduce.js';
 import { reshape } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, fmt } from './util.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt, optionsArg } from './util.js';
 
 const OP = 'batchNorm';
 
@@ -39,6 +39,7 @@ function checkChannelParam(p: Tensor | null | undefined, what: string, C: number
  */
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight?: Tensor | null,
   bias?: Tensor | null, opts: BatchNormOptions = {}): Tensor {
+  opts = optionsArg(opts, OP);
   checkTensor(x, OP);
   checkFloat(x, OP);
   if (x.ndim < 2) throw new Error(`nodegrad: ${OP}: input must have at least 2 dims [N, C, ...] (got shape ${fmt(x.shape)})`);

@@ -6,8 +6,8 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
-import { contiguous, reshape } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt } from './util.js';
+import { contiguousFor, reshape } from './shape.js';
+import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt, optionsArg, show } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -35,14 +35,14 @@ export interface Conv2dOptions {
 export function pair(v: IntPair | undefined, def: number, what: string, op: string, min: number): [number, number] {
   const p = v === undefined ? [def, def] : typeof v === 'number' ? [v, v] : Array.isArray(v) ? [...v] : null;
   if (!p || p.length !== 2 || p.some((e) => typeof e !== 'number' || !Number.isInteger(e) || e < min)) {
-    throw new Error(`nodegrad: ${op}: ${what} must be an integer >= ${min} or a pair of them (got ${JSON.stringify(v)})`);
+    throw new Error(`nodegrad: ${op}: ${what} must be an integer >= ${min} or a pair of them (got ${show(v)})`);
   }
   return [p[0], p[1]];
 }
 
-/** The contiguous float32/float64 tensor the kernels read (bfloat16/float16 run in float32). */
-export function prepare(t: Tensor): Tensor {
-  const c = contiguous(t);
+/** The contiguous float32/float64 tensor the kernels read (bfloat16/float16 run in float32); `op` is named in errors. */
+export function prepare(t: Tensor, op = OP): Tensor {
+  const c = contiguousFor(t, op);
   if (c.dtype !== 'bfloat16' && c.dtype !== 'float16') return c;
   const f = cast(c, 'float32');
   if (c !== t) c.dispose();
@@ -113,6 +113,7 @@ function geometry(x: Tensor, weight: Tensor, bias: Tensor | null, opts: Conv2dOp
  * OH = floor((H + 2·padding - dilation·(kH-1) - 1) / stride) + 1.
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  opts = optionsArg(opts, OP);
   checkTensor(x, OP);
   checkTensor(weight, OP, 'weight');
   if (bias !== undefined && bias !== null) checkTensor(bias, OP, 'bias');
@@ -133,7 +134,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
 
   const out = noGrad(() => {
     const xc = prepare(x), wc = prepare(weight), bc = b && prepare(b);
-    const y = empty(outShape, xc.dtype, device, false);
+    const y = empty(outShape, xc.dtype, device, false, OP);
     native.conv2dForward(flat(xc, OP), flat(wc, OP), bc && flat(bc, OP), y.storage.data, geom);
     release(xc, x);
     release(wc, weight);

@@ -7,7 +7,7 @@ import { isFloating } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { bernoulli } from './creation.js';
 import { cast, inplace, mul } from './elementwise.js';
-import { checkTensor, fmt } from './util.js';
+import { checkAlloc, checkTensor, fmt } from './util.js';
 
 const OP = 'dropout';
 
@@ -25,6 +25,7 @@ export function dropout(x: Tensor, p = 0.5, training = true): Tensor {
     throw new Error(`nodegrad: ${OP}: input must be a floating-point tensor (got ${x.dtype}, shape ${fmt(x.shape)})`);
   }
   if (!training || p === 0) return x;
+  checkAlloc(x.shape, x.dtype, x.device, OP);
   if (p === 1) return mul(x, 0);
   const maskType = x.dtype === 'float64' ? 'float64' : 'float32';
   let mask = bernoulli(x.shape, 1 - p, { dtype: maskType, device: x.device });

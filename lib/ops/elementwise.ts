@@ -5,9 +5,9 @@ import { f16ToF32, f32ToF16, isFloating, promoteTypes, type DType, type TypedArr
 import { hasGraphViews, isGradEnabled, needsGrad, noGrad, record, recordInplace } from '../autograd.js';
 import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
-import { full, readData } from './creation.js';
+import { checkScalarFor, full, readData } from './creation.js';
 import { sumToShape } from './reduce.js';
-import { broadcastShapes, checkSameDevice, checkTensor, empty, fmt, packBroadcastStrides, packDims, va } from './util.js';
+import { broadcastShapes, checkAlloc, checkSameDevice, checkTensor, empty, fmt, optionsArg, packBroadcastStrides, packDims, va } from './util.js';
 
 // The addon also takes shapes and strides packed in Float64Arrays (packDims in util.ts).
 type Dims = number[] | Float64Array;
@@ -48,7 +48,13 @@ function opName(code: number): string {
   return BIN_NAMES[code] ?? 'binary';
 }
 
-/** dtype conversion (returns t itself when the dtype already matches). */
+/**
+ * dtype conversion (returns t itself when the dtype already matches). Floating -> int32
+ * truncates toward zero, as in PyTorch; NaN, ±Infinity and values outside int32 give an
+ * unspecified int32 there (PyTorch: undefined behaviour; the CPU kernel gives -2147483648),
+ * so they are not checked here, on the hot path. JavaScript numbers entering int32
+ * tensors (tensor(), full(), fill_(), arange()...) are checked instead (creation.ts).
+ */
 export function cast(t: Tensor, dtype: DType): Tensor {
   checkTensor(t, 'to');
   if (t.dtype === dtype) return t;
@@ -56,7 +62,7 @@ export function cast(t: Tensor, dtype: DType): Tensor {
   // CPU kernels read every 16-bit buffer as bfloat16; CUDA kernels know float16
   if ((dtype === 'float16' || t.dtype === 'float16') && t.device === 'cpu') out = castHalf(t, dtype);
   else {
-    out = empty(t.shape, dtype, t.device, false);
+    out = empty(t.shape, dtype, t.device, false, 'to');
     native.copy(packDims(0, t.shape), out.storage.data, out.offset, packDims(1, out.strides), t.storage.data, t.offset,
       packDims(2, t.strides));
   }
@@ -70,6 +76,7 @@ export function cast(t: Tensor, dtype: DType): Tensor {
 // float16 conversions go through float32 in JavaScript: the kernels read every 16-bit
 // buffer as bfloat16.
 function castHalf(t: Tensor, dtype: DType): Tensor {
+  checkAlloc(t.shape, 'float32', t.device, 'to');
   if (t.dtype === 'float16') {
     const f = empty(t.shape, 'float32', t.device);
     (f.storage.data as Float32Array).set(f16ToF32(readData(t)));
@@ -100,10 +107,11 @@ const isHalfCpu = (t: TensorLike): boolean =>
   typeof t !== 'number' && t instanceof Tensor && t.device === 'cpu' && (t.dtype === 'bfloat16' || t.dtype === 'float16');
 
 /** A half-precision CPU op done in float32 and rounded once (the CPU has no half kernels). */
-function viaFloat32(half: DType, fn: (up: (t: TensorLike) => TensorLike) => Tensor): Tensor {
+function viaFloat32(half: DType, fn: (up: (t: TensorLike) => TensorLike) => Tensor, op: string): Tensor {
   const temps: Tensor[] = [];
   const up = (t: TensorLike): TensorLike => {
     if (typeof t === 'number' || t.dtype !== half) return t;
+    checkAlloc(t.shape, 'float32', t.device, op);
     const c = cast(t, 'float32');
     temps.push(c);
     return c;
@@ -121,8 +129,8 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
   if (isHalfCpu(a) || isHalfCpu(b)) {
     const half = isHalfCpu(a) ? (a as Tensor).dtype : (b as Tensor).dtype;
     const other = isHalfCpu(a) ? b : a;
-    const dt = typeof other === 'number' ? half : promoteTypes(half, other.dtype);
-    if (dt === half) return viaFloat32(half, (up) => binaryRaw(code, up(a), up(b)));
+    const dt = typeof other === 'number' ? half : other instanceof Tensor ? promoteTypes(half, other.dtype) : null;
+    if (dt === half) return viaFloat32(half, (up) => binaryRaw(code, up(a), up(b)), name);
   }
   if (typeof a === 'number' && typeof b === 'number') throw new Error(`nodegrad: ${name}: at least one operand must be a Tensor`);
   if (typeof b === 'number' || typeof a === 'number') {
@@ -132,7 +140,7 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
     if (typeof s !== 'number') throw new Error(`nodegrad: ${name}: operand must be a Tensor or a number (got ${typeof s})`);
     const dt = scalarDType(t, s, code);
     const x = dt === t.dtype ? t : cast(t, dt);
-    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device, false);
+    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device, false, name);
     native.binaryScalar(code, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
       x.storage.data, x.offset, packDims(2, x.strides), s, typeof a === 'number');
     if (x !== t) x.dispose();
@@ -148,7 +156,7 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
   if (code === Bin.div && !isFloating(dt)) dt = 'float32';
   // logicalAnd / logicalOr: a nonzero test on any dtype
   const x = a.dtype === dt ? a : cast(a, dt), y = b.dtype === dt ? b : cast(b, dt);
-  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device, false);
+  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device, false, name);
   native.binary(code, packDims(0, out.shape), out.storage.data, out.offset, packDims(1, out.strides),
     x.storage.data, x.offset, same ? packDims(2, x.strides) : packBroadcastStrides(2, x, shape),
     y.storage.data, y.offset, same ? packDims(3, y.strides) : packBroadcastStrides(3, y, shape));
@@ -171,8 +179,18 @@ function shapeOf(v: TensorLike): number[] {
   return typeof v === 'number' ? [] : [...v.shape];
 }
 
+/** b * alpha for add/sub's alpha, with both checked first (so errors name the op, not mul). */
+function scaledOperand(op: string, b: TensorLike, alpha: number | undefined): TensorLike {
+  if (alpha === undefined || alpha === 1) return b;
+  if (typeof alpha !== 'number') throw new Error(`nodegrad: ${op}: alpha must be a number (got ${alpha === null ? 'null' : typeof alpha})`);
+  if (typeof b === 'number') return b * alpha;
+  checkTensor(b, op, 'other');
+  checkAlloc(b.shape, b.dtype, b.device, op);
+  return mul(b, alpha);
+}
+
 export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  if (alpha !== undefined && alpha !== 1) b = typeof b === 'number' ? b * alpha : mul(b, alpha);
+  b = scaledOperand('add', b, alpha);
   const out = binaryRaw(Bin.add, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
@@ -182,7 +200,7 @@ export function add(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
 }
 
 export function sub(a: TensorLike, b: TensorLike, alpha?: number): Tensor {
-  if (alpha !== undefined && alpha !== 1) b = typeof b === 'number' ? b * alpha : mul(b, alpha);
+  b = scaledOperand('sub', b, alpha);
   const out = binaryRaw(Bin.sub, a, b);
   if (needsGrad(asT(a), asT(b))) {
     const sa = shapeOf(a), sb = shapeOf(b);
@@ -222,9 +240,7 @@ export function pow(a: TensorLike, b: TensorLike): Tensor {
   if (typeof a !== 'number' && typeof b === 'number') {
     checkTensor(a, 'pow');
     const x = isFloating(a.dtype) || Number.isInteger(b) && b >= 0 ? a : cast(a, 'float32');
-    const out = empty(x.shape, x.dtype, x.device, false);
-    native.unary(Un.powScalar, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
-      x.storage.data, x.offset, packDims(2, x.strides), b, 0);
+    const out = unaryRaw(Un.powScalar, x, 'pow', b, 0);   // (half on the CPU runs in float32 there)
     if (x !== a) x.dispose();
     if (needsGrad(a)) record(out, 'pow', [a], (g) => [b === 0 ? mul(g, 0) : mul(g, mul(pow(a, b - 1), b))], [b !== 0 && a]);
     return out;
@@ -266,8 +282,12 @@ export function lt(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.
 export function le(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.le, a, b); }
 export function gt(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.gt, a, b); }
 export function ge(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.ge, a, b); }
-export function logicalAnd(a: Tensor, b: Tensor): Tensor { return binaryRaw(Bin.logicalAnd, cast(a, 'bool'), cast(b, 'bool')); }
-export function logicalOr(a: Tensor, b: Tensor): Tensor { return binaryRaw(Bin.logicalOr, cast(a, 'bool'), cast(b, 'bool')); }
+export function logicalAnd(a: Tensor, b: Tensor): Tensor {
+  return binaryRaw(Bin.logicalAnd, cast(checkTensor(a, 'logicalAnd'), 'bool'), cast(checkTensor(b, 'logicalAnd', 'other'), 'bool'));
+}
+export function logicalOr(a: Tensor, b: Tensor): Tensor {
+  return binaryRaw(Bin.logicalOr, cast(checkTensor(a, 'logicalOr'), 'bool'), cast(checkTensor(b, 'logicalOr', 'other'), 'bool'));
+}
 export function floorDivide(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.floorDiv, a, b); }
 export function remainder(a: TensorLike, b: TensorLike): Tensor { return binaryRaw(Bin.remainder, a, b); }
 
@@ -278,11 +298,11 @@ const FLOAT_ONLY = new Set<number>([Un.exp, Un.log, Un.sqrt, Un.rsqrt, Un.tanh, 
 /** Raw unary op without autograd. */
 export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta = 0): Tensor {
   checkTensor(x, name);
-  if (isHalfCpu(x)) return viaFloat32(x.dtype, (up) => unaryRaw(code, up(x) as Tensor, name, alpha, beta));
+  if (isHalfCpu(x)) return viaFloat32(x.dtype, (up) => unaryRaw(code, up(x) as Tensor, name, alpha, beta), name);
   let src = x;
   if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
   const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
-  const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device, false);
+  const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device, false, name);
   native.unary(code, packDims(0, src.shape), out.storage.data, out.offset, packDims(1, out.strides),
     src.storage.data, src.offset, packDims(2, src.strides), alpha, beta);
   if (src !== x) src.dispose();
@@ -292,7 +312,7 @@ export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta 
 function unaryGradKernel(code: number, saved: Tensor, g: Tensor, alpha = 0): Tensor {
   if (isHalfCpu(g) || isHalfCpu(saved)) {
     const half = isHalfCpu(g) ? g.dtype : saved.dtype;
-    return viaFloat32(half, (up) => unaryGradKernel(code, up(saved) as Tensor, up(g) as Tensor, alpha));
+    return viaFloat32(half, (up) => unaryGradKernel(code, up(saved) as Tensor, up(g) as Tensor, alpha), 'backward');
   }
   const gx = empty(g.shape, g.dtype, g.device, false);
   g.assertLive('backward');
@@ -343,12 +363,15 @@ export const isnan = (x: Tensor): Tensor => unaryRaw(Un.isnan, x, 'isnan');
 export const isinf = (x: Tensor): Tensor => unaryRaw(Un.isinf, x, 'isinf');
 
 export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
+  if (typeof negativeSlope !== 'number') {
+    throw new Error(`nodegrad: leakyRelu: negativeSlope must be a number (got ${negativeSlope === null ? 'null' : typeof negativeSlope})`);
+  }
   return unary(Un.leakyRelu, 'leakyRelu', x, (g, x) => unaryGradKernel(UnGrad.leakyRelu, x, g, negativeSlope), negativeSlope);
 }
 
 /** GELU; `approximate: 'tanh'` gives GPT-2's tanh form. */
 export function gelu(x: Tensor, opts: { approximate?: 'none' | 'tanh' } = {}): Tensor {
-  const approx = opts.approximate ?? 'none';
+  const approx = optionsArg(opts, 'gelu').approximate ?? 'none';
   if (approx !== 'none' && approx !== 'tanh') throw new Error(`nodegrad: gelu: approximate must be 'none' or 'tanh' (got ${String(approx)})`);
   const fwd = approx === 'tanh' ? Un.geluTanh : Un.gelu;
   const bwd = approx === 'tanh' ? UnGrad.geluTanh : UnGrad.gelu;
@@ -356,7 +379,11 @@ export function gelu(x: Tensor, opts: { approximate?: 'none' | 'tanh' } = {}): T
 }
 
 export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {
+  checkTensor(x, 'clamp');
   const lo = min ?? -Infinity, hi = max ?? Infinity;
+  if (typeof lo !== 'number' || typeof hi !== 'number') {
+    throw new Error(`nodegrad: clamp: min and max must be numbers or null (got ${typeof min} and ${typeof max})`);
+  }
   if (Number.isNaN(lo) || Number.isNaN(hi)) throw new Error('nodegrad: clamp: bounds must not be NaN');
   const fractional = (v: number): boolean => Number.isFinite(v) && !Number.isInteger(v);
   if (!isFloating(x.dtype) && (fractional(lo) || fractional(hi))) {
@@ -376,13 +403,18 @@ export function affine(x: Tensor, alpha: number, beta: number): Tensor {
 // ---- where / maskedFill ----------------------------------------------------------------
 export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   checkTensor(condition, 'where', 'condition');
+  for (const [v, what] of [[a, 'input'], [b, 'other']] as const) {
+    if (typeof v !== 'number' && !(v instanceof Tensor)) {
+      throw new Error(`nodegrad: where: ${what} must be a Tensor or a number (got ${v === null ? 'null' : typeof v})`);
+    }
+  }
   const ta = asT(a), tb = asT(b);
   const ref = ta ?? tb;
   let dt: DType = ta && tb ? promoteTypes(ta.dtype, tb.dtype) : ref ? ref.dtype : 'float32';
   if (ref && !(ta && tb)) {
     // a number next to an integer tensor: 0.5 needs float32, 2 next to bool needs int32
     const s = (ta ? b : a) as number;
-    if (!isFloating(dt) && !Number.isInteger(s)) dt = 'float32';
+    if (!isFloating(dt) && (!Number.isInteger(s) || Math.abs(s) >= 2 ** 31)) dt = 'float32';
     else if (dt === 'bool' && s !== 0 && s !== 1) dt = 'int32';
   }
   const device = checkSameDevice('where', condition, ta, tb);
@@ -390,7 +422,7 @@ export function where(condition: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const B = tb ? cast(tb, dt) : full([], b as number, { dtype: dt, device });
   const c = cast(condition, 'bool');
   const shape = broadcastShapes(broadcastShapes(c.shape, A.shape, 'where'), B.shape, 'where');
-  const out = empty(shape, dt, device, false);
+  const out = empty(shape, dt, device, false, 'where');
   native.where(packDims(0, shape), out.storage.data, out.offset, packDims(1, out.strides),
     c.storage.data, c.offset, packBroadcastStrides(2, c, shape), A.storage.data, A.offset, packBroadcastStrides(3, A, shape),
     B.storage.data, B.offset, packBroadcastStrides(4, B, shape));
@@ -422,6 +454,10 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
     throw new Error(`nodegrad: maskedFill: mask of shape ${fmt(mask.shape)} does not broadcast to the input's shape ${fmt(x.shape)}`);
   }
   // the result keeps x's dtype (a fractional value in an int32 tensor truncates, as in PyTorch)
+  if (typeof value !== 'number' && typeof value !== 'boolean') {
+    throw new Error(`nodegrad: maskedFill: value must be a number (got ${value === null ? 'null' : typeof value})`);
+  }
+  checkScalarFor(x.dtype, Number(value), 'maskedFill');
   const v = full([], value, { dtype: x.dtype, device: x.device });
   try {
     return where(mask, v, x);
@@ -437,7 +473,8 @@ function checkInplace(t: Tensor, op: string): void {
     throw new Error(`nodegrad: ${op}: a leaf tensor that requires grad is used in an in-place operation; ` +
       'use an out-of-place op, or wrap the update in noGrad()');
   }
-  if (t.shape.some((n, i) => n > 1 && t.strides[i] === 0)) {
+  // (an empty tensor shares nothing, whatever its strides: contiguous strides of [3,0] are [0,1])
+  if (t.shape.some((n, i) => n > 1 && t.strides[i] === 0) && t.numel > 0) {
     throw new Error(`nodegrad: ${op}: the target is an expanded view (shape ${fmt(t.shape)}, strides ${fmt(t.strides)}) whose elements share memory; call contiguous() first`);
   }
 }
@@ -490,6 +527,9 @@ const INPLACE: Record<string, number> = { add_: Bin.add, sub_: Bin.sub, mul_: Bi
 export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other: TensorLike, alpha?: number): void {
   checkInplace(t, op);
   const code = INPLACE[op];
+  if (alpha !== undefined && typeof alpha !== 'number') {
+    throw new Error(`nodegrad: ${op}: alpha must be a number (got ${alpha === null ? 'null' : typeof alpha})`);
+  }
   if (typeof other !== 'number') {
     checkTensor(other, op, 'other');
     checkSameDevice(op, t, other);
@@ -533,6 +573,18 @@ export function inplace(t: Tensor, op: 'add_' | 'sub_' | 'mul_' | 'div_', other:
 
 /** The values of t op= other (validated). */
 function inplaceValues(t: Tensor, op: string, code: number, other: TensorLike, alpha?: number): void {
+  if (isHalfCpu(t)) {
+    // no half kernels on the CPU: the op runs in float32 and is rounded once into t
+    const o = alpha === undefined || alpha === 1 ? other : typeof other === 'number' ? other * alpha : binaryRaw(Bin.mul, other, alpha);
+    const r = binaryRaw(code, t, o);
+    try {
+      copyValues(t, r, op);
+    } finally {
+      r.dispose();
+      if (o !== other && typeof o !== 'number') o.dispose();
+    }
+    return;
+  }
   if (typeof other === 'number') {
     native.binaryScalar(code, packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), t.storage.data, t.offset,
       packDims(2, t.strides), alpha !== undefined ? other * alpha : other, false);
@@ -554,6 +606,10 @@ function inplaceValues(t: Tensor, op: string, code: number, other: TensorLike, a
 /** Sets every element to value; `op` names the public op (fill_ or zero_) in errors and in the version record. */
 export function fill_(t: Tensor, value: number, op = 'fill_'): void {
   checkInplace(t, op);
+  if (typeof value !== 'number' && typeof value !== 'boolean') {
+    throw new Error(`nodegrad: ${op}: value must be a number (got ${value === null ? 'null' : typeof value})`);
+  }
+  checkScalarFor(t.dtype, Number(value), op);
   // the new value is a constant: no gradient reaches t's old value
   if (recordsInplace(t, op)) {
     fillValues(t, value, op);
@@ -573,7 +629,7 @@ function fillValues(t: Tensor, value: number, op: string): void {
     t.storage.bumpVersion(op);
     return;
   }
-  native.fill(packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), value);
+  native.fill(packDims(0, t.shape), t.storage.data, t.offset, packDims(1, t.strides), Number(value));
   t.storage.bumpVersion(op);
 }
 

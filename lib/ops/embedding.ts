@@ -7,8 +7,8 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
-import { contiguous } from './shape.js';
-import { checkSameDevice, checkTensor, empty, flat, fmt } from './util.js';
+import { contiguous, contiguousFor } from './shape.js';
+import { checkSameDevice, checkTensor, empty, flat, fmt, optionsArg } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -27,6 +27,7 @@ export interface EmbeddingOptions {
 
 /** out[..., :] = weight[ids[...], :]; ids must be int32, output shape [...ids.shape, C]. */
 export function embedding(ids: Tensor, weight: Tensor, opts: EmbeddingOptions = {}): Tensor {
+  opts = optionsArg(opts, OP);
   checkTensor(ids, OP, 'ids');
   checkTensor(weight, OP, 'weight');
   if (ids.dtype !== 'int32') {
@@ -43,10 +44,10 @@ export function embedding(ids: Tensor, weight: Tensor, opts: EmbeddingOptions = 
     }
     pad = p < 0 ? p + V : p;
   }
-  const idc = contiguous(ids);
-  const wc = contiguous(weight);
+  const idc = contiguousFor(ids, OP);
+  const wc = contiguousFor(weight, OP);
   const n = idc.numel;
-  const out = empty([...ids.shape, C], weight.dtype, device);
+  const out = empty([...ids.shape, C], weight.dtype, device, true, OP);
   native.embeddingForward(flat(idc, OP) as Int32Array, n, flat(wc, OP), V, C, out.storage.data);
   if (wc !== weight) wc.dispose();
   if (idc !== ids) idc.dispose();

@@ -8,7 +8,7 @@ import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { copyInto, narrow, reshape } from './shape.js';
-import { checkSameDevice, checkTensor, empty, fmt, normDim, va } from './util.js';
+import { checkSameDevice, checkTensor, empty, fmt, normDim, optionsArg, va } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -192,6 +192,7 @@ export function topk(x: Tensor, k: number, opts?: { dim?: number; largest?: bool
   const op = 'topk';
   checkTensor(x, op);
   checkValues(x, op);
+  opts = optionsArg(opts, op);
   const largest = opts?.largest ?? true, sorted = opts?.sorted ?? true;
   if (x.ndim === 0) {
     normDim(opts?.dim ?? -1, 1, op);
@@ -206,9 +207,10 @@ export function topk(x: Tensor, k: number, opts?: { dim?: number; largest?: bool
   }
   const shape = [...x.shape];
   shape[d] = k;
-  const values = empty(shape, x.dtype, x.device);
-  const indices = empty(shape, 'int32', x.device);
-  native.topk(d, [...x.shape], ...va(x, op), k, largest, sorted, values.storage.data, indices.storage.data);
+  const values = empty(shape, x.dtype, x.device, true, op);
+  const indices = empty(shape, 'int32', x.device, true, op);
+  // (an empty result needs no kernel, which would still walk every slice of a broadcast view)
+  if (values.numel > 0) native.topk(d, [...x.shape], ...va(x, op), k, largest, sorted, values.storage.data, indices.storage.data);
   if (needsGrad(x)) {
     const xShape = [...x.shape];
     record(values, op, [x], (g) => [scatterAddRaw(zeros(xShape, { dtype: g.dtype, device: g.device }), d, indices, g, op)],

@@ -10,7 +10,7 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { add, cast } from './elementwise.js';
-import { clone, contiguous, reshape } from './shape.js';
+import { clone, contiguousFor, reshape } from './shape.js';
 import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
 
 declare module '../native.js' {
@@ -46,7 +46,7 @@ function checkParam(p: Tensor | null | undefined, what: string, x: Tensor, norma
  * handle cannot be sub-viewed, so a view with an offset is copied).
  */
 function prepare(t: Tensor): Tensor {
-  const c = contiguous(t);
+  const c = contiguousFor(t, OP);
   if (t.device !== 'cpu') {
     if (c.offset === 0) return c;
     const k = clone(c);
@@ -82,7 +82,8 @@ function checkArgs(op: string, x: Tensor, normalizedShape: number[], eps: number
     throw new Error(`nodegrad: ${op}: normalizedShape must be an array of non-negative integers (got ${String(normalizedShape)})`);
   }
   const k = normalizedShape.length;
-  if (k === 0 || k > x.ndim || fmt(x.shape.slice(x.ndim - k)) !== fmt(normalizedShape)) {
+  if (k === 0) throw new Error(`nodegrad: ${op}: normalizedShape must name at least one trailing dim (got [] for input ${fmt(x.shape)})`);
+  if (k > x.ndim || fmt(x.shape.slice(x.ndim - k)) !== fmt(normalizedShape)) {
     throw new Error(`nodegrad: ${op}: normalizedShape ${fmt(normalizedShape)} does not match the trailing dims of the input ` +
       `(got shape ${fmt(x.shape)}; expected [*, ${normalizedShape.join(',')}])`);
   }
@@ -109,11 +110,11 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
   const grad = needsGrad(x, w, b);
 
   // The statistics are saved only when a backward will need them.
-  const mean = grad ? empty([rows], statDType(x), device) : null;
-  const rstd = grad ? empty([rows], statDType(x), device) : null;
+  const mean = grad ? empty([rows], statDType(x), device, true, OP) : null;
+  const rstd = grad ? empty([rows], statDType(x), device, true, OP) : null;
   const out = noGrad(() => {
     const xc = prepare(x), wc = w && prepare(w), bc = b && prepare(b);
-    const y = empty(x.shape, xc.dtype, device);
+    const y = empty(x.shape, xc.dtype, device, true, OP);
     native.layernormForward(buf(xc), wc && buf(wc), bc && buf(bc), y.storage.data,
       mean && mean.storage.data, rstd && rstd.storage.data, rows, C, eps);
     release(xc, x);

@@ -10,8 +10,8 @@ import { Tensor } from '../tensor.js';
 import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import { cast, div, mul, sub } from './elementwise.js';
 import { mean, sum, sumToShape } from './reduce.js';
-import { contiguous, expand } from './shape.js';
-import { broadcastShapes, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
+import { contiguous, contiguousFor, expand } from './shape.js';
+import { broadcastShapes, checkSameDevice, checkTensor, empty, flat, fmt, numelOf, optionsArg, show } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -44,7 +44,7 @@ export interface BceWithLogitsOptions { reduction?: Reduction; posWeight?: Tenso
 function checkReduction(r: unknown, op: string): Reduction {
   if (r === undefined) return 'mean';
   if (r !== 'mean' && r !== 'sum' && r !== 'none') {
-    throw new Error(`nodegrad: ${op}: reduction must be 'mean', 'sum' or 'none' (got ${JSON.stringify(r)})`);
+    throw new Error(`nodegrad: ${op}: reduction must be 'mean', 'sum' or 'none' (got ${show(r)})`);
   }
   return r;
 }
@@ -74,9 +74,9 @@ function classTotal(x: Tensor, call: (total: TypedArray | undefined) => number |
   return total;
 }
 
-/** A contiguous copy (or t itself) with the given dtype, made without recording a node. */
-function dense(t: Tensor, dtype: Tensor['dtype']): Tensor {
-  return noGrad(() => contiguous(cast(t, dtype)));
+/** A contiguous copy (or t itself) with the given dtype, made without recording a node; `op` names an input's op in errors. */
+function dense(t: Tensor, dtype: Tensor['dtype'], op?: string): Tensor {
+  return noGrad(() => (op === undefined ? contiguous(cast(t, dtype)) : contiguousFor(cast(t, dtype), op)));
 }
 
 interface ClassShape { N: number; C: number; I: number; outShape: number[] }
@@ -107,7 +107,7 @@ function classWeight(w: Tensor | null | undefined, x: Tensor, C: number, op: str
   if (w.dtype !== 'float32' && w.dtype !== 'float64' && w.dtype !== 'bfloat16' && w.dtype !== 'float16') {
     throw new Error(`nodegrad: ${op}: weight must be floating-point (got ${w.dtype})`);
   }
-  return dense(w, x.dtype);
+  return dense(w, x.dtype, op);
 }
 
 function checkIgnoreIndex(ii: unknown, op: string): number {
@@ -135,10 +135,12 @@ function reduceRows(loss: Tensor, reduction: Reduction, total: number | Tensor):
  * indices [N] (or [], or [N, d1, ...]), as torch.nn.functional.cross_entropy.
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  opts = optionsArg(opts, 'crossEntropy');
   if (isAutocastEnabled() && logits instanceof Tensor) logits = fullPrecision(logits);
   const op = 'crossEntropy';
   checkTensor(logits, op, 'logits');
   checkTensor(targets, op, 'targets');
+  if (opts.weight !== undefined && opts.weight !== null) checkTensor(opts.weight, op, 'weight');
   checkSameDevice(op, logits, targets, opts.weight);
   checkF32F64(logits, op, 'logits');
   const reduction = checkReduction(opts.reduction, op);
@@ -149,9 +151,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   }
   const { N, C, I, outShape } = classShape(logits, targets, op);
   const w = classWeight(opts.weight, logits, C, op);
-  const x = dense(logits, logits.dtype);
-  const t = dense(targets, 'int32');
-  const loss = empty(outShape, logits.dtype, logits.device);
+  const x = dense(logits, logits.dtype, op);
+  const t = dense(targets, 'int32', op);
+  const loss = empty(outShape, logits.dtype, logits.device, true, op);
   const lse = empty(outShape, accDtype(logits), logits.device);
   const wbuf = w ? flat(w, op) : null;
   const total = classTotal(logits, (tb) => native.crossEntropyForward(flat(x, op), flat(t, op), wbuf, N, C, I,
@@ -170,19 +172,21 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
 
 /** Negative log-likelihood of log-probabilities [N, C] (or [C], [N, C, d1, ...]) at int32 targets. */
 export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions = {}): Tensor {
+  opts = optionsArg(opts, 'nllLoss');
   if (isAutocastEnabled() && logProbs instanceof Tensor) logProbs = fullPrecision(logProbs);
   const op = 'nllLoss';
   checkTensor(logProbs, op, 'logProbs');
   checkTensor(targets, op, 'targets');
+  if (opts.weight !== undefined && opts.weight !== null) checkTensor(opts.weight, op, 'weight');
   checkSameDevice(op, logProbs, targets, opts.weight);
   checkF32F64(logProbs, op, 'logProbs');
   const reduction = checkReduction(opts.reduction, op);
   const ignoreIndex = checkIgnoreIndex(opts.ignoreIndex ?? -100, op);
   const { N, C, I, outShape } = classShape(logProbs, targets, op);
   const w = classWeight(opts.weight, logProbs, C, op);
-  const x = dense(logProbs, logProbs.dtype);
-  const t = dense(targets, 'int32');
-  const loss = empty(outShape, logProbs.dtype, logProbs.device);
+  const x = dense(logProbs, logProbs.dtype, op);
+  const t = dense(targets, 'int32', op);
+  const loss = empty(outShape, logProbs.dtype, logProbs.device, true, op);
   const wbuf = w ? flat(w, op) : null;
   const total = classTotal(logProbs, (tb) => native.nllLossForward(flat(x, op), flat(t, op), wbuf, N, C, I,
     ignoreIndex, loss.storage.data, tb));
@@ -204,6 +208,7 @@ function reduceElements(loss: Tensor, reduction: Reduction): Tensor {
 /** Mean (or summed) squared error; input and target must have the same shape. */
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
   const op = 'mseLoss';
+  opts = optionsArg(opts, op);
   checkTensor(input, op, 'input');
   checkTensor(target, op, 'target');
   checkSameDevice(op, input, target);
@@ -225,8 +230,11 @@ export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduc
  */
 export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, opts: BceWithLogitsOptions = {}): Tensor {
   const op = 'binaryCrossEntropyWithLogits';
+  opts = optionsArg(opts, op);
   checkTensor(logits, op, 'logits');
   checkTensor(targets, op, 'targets');
+  if (opts.posWeight !== undefined && opts.posWeight !== null) checkTensor(opts.posWeight, op, 'posWeight');
+  if (opts.weight !== undefined && opts.weight !== null) checkTensor(opts.weight, op, 'weight');
   checkSameDevice(op, logits, targets, opts.posWeight, opts.weight);
   checkF32F64(logits, op, 'logits');
   const reduction = checkReduction(opts.reduction, op);
@@ -248,9 +256,9 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
       throw new Error(`nodegrad: ${op}: weight of shape ${fmt(opts.weight.shape)} does not broadcast to the logits' shape ${fmt(shape)}`);
     }
   }
-  const x = dense(logits, dt);
-  const y = dense(targets, dt);
-  const pw = pwIn ? dense(noGrad(() => expand(pwIn, shape)), dt) : null;
+  const x = dense(logits, dt, op);
+  const y = dense(targets, dt, op);
+  const pw = pwIn ? dense(noGrad(() => expand(pwIn, shape)), dt, op) : null;
   const n = numelOf(shape);
   const loss = empty(shape, dt, logits.device);
   native.bceWithLogitsForward(flat(x, op), flat(y, op), pw ? flat(pw, op) : null, n, loss.storage.data);

@@ -9,7 +9,7 @@ import type { Tensor } from '../tensor.js';
 import { cast, copy_ } from './elementwise.js';
 import { sum, sumToShape } from './reduce.js';
 import { expand, reshape, transpose, unsqueeze, squeeze } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, empty, fmt, broadcastShapes } from './util.js';
+import { checkAlloc, checkFloat, checkSameDevice, checkTensor, empty, fmt, broadcastShapes } from './util.js';
 import { promoteTypes } from '../dtype.js';
 
 declare module '../native.js' {
@@ -75,7 +75,7 @@ function matmul2(a: Tensor, b: Tensor): Tensor {
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
   const ae = expand(a, [...batch, M, K]);
   const be = expand(b, [...batch, K, N]);
-  const out = empty([...batch, M, N], a.dtype, a.device, false);
+  const out = empty([...batch, M, N], a.dtype, a.device, false, 'matmul');
   gemmInto(ae, be, out);
   if (ae !== a) ae.dispose();
   if (be !== b) be.dispose();
@@ -148,9 +148,10 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     throw new Error(`nodegrad: linear: dtypes differ: input ${x.dtype}, weight ${weight.dtype}${bias ? `, bias ${bias.dtype}` : ''}`);
   }
   const lead = x.shape.slice(0, -1) as number[];
+  if (!x.isContiguous()) checkAlloc(x.shape, x.dtype, x.device, 'linear');  // the reshape below may copy x
   const x2 = reshape(x, [-1, inF]);
   const rows = x2.shape[0];
-  const out = empty([rows, outF], x.dtype, x.device, false);
+  const out = empty([rows, outF], x.dtype, x.device, false, 'linear');
   const wt = transpose(weight, 0, 1);
   if (bias && out.device !== 'cpu' && bias.strides[0] === 1) {
     // CUDA: the bias is added in the GEMM's epilogue (no separate pass over the output)

@@ -7,7 +7,7 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { pair, prepare, release, toDType, type IntPair } from './conv.js';
-import { checkFloat, checkTensor, empty, flat, fmt } from './util.js';
+import { checkFloat, checkTensor, empty, flat, fmt, show } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -82,10 +82,10 @@ export function maxPool2dWithIndices(x: Tensor, opts: MaxPool2dOptions): { value
   const op = 'maxPool2d';
   checkInput(x, op);
   const { geom, out: outShape } = poolGeometry(x, op, opts, opts?.dilation);
-  const indices = empty(outShape, 'int32', x.device, false);
+  const indices = empty(outShape, 'int32', x.device, false, op);
   const values = noGrad(() => {
-    const xc = prepare(x);
-    const y = empty(outShape, xc.dtype, x.device, false);
+    const xc = prepare(x, op);
+    const y = empty(outShape, xc.dtype, x.device, false, op);
     native.maxPool2dForward(flat(xc, op), y.storage.data, indices.storage.data, geom);
     release(xc, x);
     return toDType(y, x.dtype);
@@ -129,8 +129,8 @@ export function avgPool2d(x: Tensor, opts: AvgPool2dOptions | IntPair): Tensor {
     throw new Error(`nodegrad: ${op}: divisorOverride must be a positive integer (got ${String(o.divisorOverride)})`);
   }
   const out = noGrad(() => {
-    const xc = prepare(x);
-    const y = empty(outShape, xc.dtype, x.device, false);
+    const xc = prepare(x, op);
+    const y = empty(outShape, xc.dtype, x.device, false, op);
     native.avgPool2dForward(flat(xc, op), y.storage.data, geom, include, div);
     release(xc, x);
     return toDType(y, x.dtype);
@@ -158,7 +158,7 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly (numb
   const req = typeof outputSize === 'number' ? [outputSize, outputSize] : Array.isArray(outputSize) ? [...outputSize] : [];
   const size = req.length === 2 ? req.map((s, i) => (s === null ? (i === 0 ? H : W) : s)) : [];
   if (size.length !== 2 || size.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 1)) {
-    throw new Error(`nodegrad: ${op}: outputSize must be a positive integer or a pair of them (got ${JSON.stringify(outputSize)})`);
+    throw new Error(`nodegrad: ${op}: outputSize must be a positive integer or a pair of them (got ${show(outputSize)})`);
   }
   if (H === 0 || W === 0) throw new Error(`nodegrad: ${op}: the input planes must not be empty (got shape ${fmt(x.shape)})`);
   const [OH, OW] = size as number[];
@@ -166,8 +166,8 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | readonly (numb
   const dims = [planes, H, W, OH, OW];
   const outShape = [...x.shape.slice(0, -2), OH, OW];
   const out = noGrad(() => {
-    const xc = prepare(x);
-    const y = empty(outShape, xc.dtype, x.device, false);
+    const xc = prepare(x, op);
+    const y = empty(outShape, xc.dtype, x.device, false, op);
     native.adaptiveAvgPool2dForward(flat(xc, op), y.storage.data, dims);
     release(xc, x);
     return toDType(y, x.dtype);

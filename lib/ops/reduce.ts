@@ -6,8 +6,8 @@ import { needsGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor, Dims } from '../tensor.js';
 import { cast, div, exp, log, mul, sub, add, eq, abs, pow, sqrt, where } from './elementwise.js';
-import { expand, permute, reshape, contiguous } from './shape.js';
-import { checkFloat, checkTensor, empty, flat, fmt, normDims, numelOf } from './util.js';
+import { expand, permute, reshape, contiguous, contiguousFor } from './shape.js';
+import { checkAlloc, checkFloat, checkTensor, empty, flat, fmt, normDims, numelOf, optionsArg } from './util.js';
 import { moveTo } from './creation.js';
 
 declare module '../native.js' {
@@ -34,6 +34,7 @@ function reduceRaw(code: number, x: Tensor, dims: number[], keepdim: boolean, na
   withIdx = false): { values: Tensor; indices: Tensor | null } {
   if (x.device === 'cpu' && (x.dtype === 'bfloat16' || x.dtype === 'float16')) {
     // no half kernels on the CPU: reduce in float32 and round the result once
+    checkAlloc(x.shape, 'float32', x.device, name);
     const x32 = cast(x, 'float32');
     const r = reduceRaw(code, x32, dims, keepdim, name, correction, withIdx);
     x32.dispose();
@@ -58,13 +59,13 @@ function reduceRaw(code: number, x: Tensor, dims: number[], keepdim: boolean, na
     lo = rest.length;
     hi = src.ndim - 1;
   }
-  const c = contiguous(work);
+  const c = contiguousFor(work, name);
   const M = numelOf(c.shape.slice(0, lo));
   const Rn = dims.length === 0 ? 1 : numelOf(c.shape.slice(lo, hi + 1));
   const I = numelOf(c.shape.slice(hi + 1));
   const isArg = code === R.argmax || code === R.argmin;
-  const values = empty(shape, isArg ? 'int32' : c.dtype, x.device);
-  const indices = withIdx ? empty(shape, 'int32', x.device) : null;
+  const values = empty(shape, isArg ? 'int32' : c.dtype, x.device, true, name);
+  const indices = withIdx ? empty(shape, 'int32', x.device, true, name) : null;
   native.reduce(code, flat(c, name), M, Rn, I, values.storage.data, indices ? (indices.storage.data as Int32Array) : null, correction);
   if (c !== work && c !== src) c.dispose();
   if (work !== src) work.dispose();
@@ -128,9 +129,13 @@ export function prod(x: Tensor, dim?: number, keepdim = false): Tensor {
 export function variance(x: Tensor, dim?: Dims | null, opts: { correction?: number; keepdim?: boolean } = {}): Tensor {
   checkTensor(x, 'var');
   checkFloat(x, 'var');
+  opts = optionsArg(opts, 'var');
   const dims = normDims(dim, x.ndim, 'var');
   const keepdim = opts.keepdim ?? false;
   const correction = opts.correction ?? 1;
+  if (typeof correction !== 'number' || !Number.isFinite(correction)) {
+    throw new Error(`nodegrad: var: correction must be a finite number (got ${String(correction)})`);
+  }
   const out = reduceRaw(R.var, x, dims, keepdim, 'var', correction).values;
   if (needsGrad(x)) {
     const inShape = [...x.shape];
@@ -231,6 +236,7 @@ export function logsumexp(x: Tensor, dim: Dims, keepdim = false): Tensor {
 export function norm(x: Tensor, p = 2, dim?: Dims | null, keepdim = false): Tensor {
   checkTensor(x, 'norm');
   checkFloat(x, 'norm');
+  checkAlloc(x.shape, x.dtype, x.device, 'norm');  // every p makes a temporary of x's size
   if (p === 2) {
     const dims = normDims(dim, x.ndim, 'norm');
     const sq = mul(x, x);

@@ -7,7 +7,7 @@ import { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { sumToShape } from './reduce.js';
 import {
-  broadcastStrides, checkSameDevice, checkShape, checkTensor, contiguousStrides, empty, fmt, normDim, numelOf, va,
+  broadcastStrides, checkAlloc, checkSameDevice, checkShape, checkTensor, contiguousStrides, empty, fmt, normDim, numelOf, show, va,
 } from './util.js';
 import { promoteTypes } from '../dtype.js';
 
@@ -25,7 +25,7 @@ function makeView(t: Tensor, shape: number[], strides: number[], offset: number)
 }
 
 export function detach(t: Tensor): Tensor {
-  t.assertLive('detach');
+  checkTensor(t, 'detach');
   return makeView(t, [...t.shape], [...t.strides], t.offset);
 }
 
@@ -35,14 +35,23 @@ export function copyInto(dst: Tensor, src: Tensor): void {
 }
 
 export function contiguous(t: Tensor): Tensor {
-  t.assertLive('contiguous');
+  return contiguousFor(t, 'contiguous');
+}
+
+/**
+ * contiguous() of an op's input: a view too large to copy (a broadcast to [1e9, 1e9]) is
+ * an error naming `op`, the function the user called.
+ */
+export function contiguousFor(t: Tensor, op: string): Tensor {
+  checkTensor(t, op);
   if (t.isContiguous()) return t;
+  checkAlloc(t.shape, t.dtype, t.device, op);
   return clone(t);
 }
 
 export function clone(t: Tensor): Tensor {
-  t.assertLive('clone');
-  const out = empty(t.shape, t.dtype, t.device, false);
+  checkTensor(t, 'clone');
+  const out = empty(t.shape, t.dtype, t.device, false, 'clone');
   copyInto(out, t);
   if (needsGrad(t)) record(out, 'clone', [t], (g) => [g], []);
   return out;
@@ -76,6 +85,7 @@ function viewStrides(oldShape: readonly number[], oldStrides: readonly number[],
 }
 
 function inferShape(t: Tensor, shape: number[], op: string): number[] {
+  if (!Array.isArray(shape)) throw new Error(`nodegrad: ${op}: shape must be an array of integers (got ${shape === null ? 'null' : typeof shape})`);
   const out = [...shape];
   let infer = -1;
   let known = 1;
@@ -108,6 +118,7 @@ function reshapeImpl(t: Tensor, shape: number[], op: string, allowCopy: boolean)
   let out: Tensor;
   if (st) out = makeView(t, ns, st, t.offset);
   else if (allowCopy) {
+    checkAlloc(t.shape, t.dtype, t.device, op);
     const c = clone(t);
     out = makeView(c, ns, contiguousStrides(ns), 0);
     c.dispose();
@@ -134,6 +145,7 @@ export function flatten(t: Tensor, startDim = 0, endDim = -1): Tensor {
 
 export function permute(t: Tensor, dims: number[]): Tensor {
   checkTensor(t, 'permute');
+  if (!Array.isArray(dims)) throw new Error(`nodegrad: permute: dims must be an array of integers (got ${dims === null ? 'null' : typeof dims})`);
   if (dims.length !== t.ndim) throw new Error(`nodegrad: permute: expected ${t.ndim} dims for shape ${fmt(t.shape)} (got ${fmt(dims)})`);
   const nd = dims.map((d) => normDim(d, t.ndim, 'permute'));
   if (new Set(nd).size !== nd.length) throw new Error(`nodegrad: permute: dims ${fmt(dims)} repeat a dimension`);
@@ -157,8 +169,14 @@ export function transpose(t: Tensor, dim0: number, dim1: number): Tensor {
 }
 
 /** Elements start, start+step, ... < end along dim (negative start/end count from the end). */
+/** slice/narrow/select/split/chunk need a dim to cut (normDim lets dim 0 / -1 name a 0-d tensor's). */
+function checkHasDims(t: Tensor, op: string): void {
+  if (t.ndim === 0) throw new Error(`nodegrad: ${op}: cannot be applied to a 0-dim tensor (got shape [])`);
+}
+
 export function slice(t: Tensor, dim: number, start?: number, end?: number, step = 1): Tensor {
   checkTensor(t, 'slice');
+  checkHasDims(t, 'slice');
   const d = normDim(dim, t.ndim, 'slice');
   const n = t.shape[d];
   if (!Number.isInteger(step) || step < 1) throw new Error(`nodegrad: slice: step must be a positive integer (got ${step})`);
@@ -174,7 +192,8 @@ export function slice(t: Tensor, dim: number, start?: number, end?: number, step
   const shape = [...t.shape];
   shape[d] = len;
   const strides = [...t.strides];
-  strides[d] = t.strides[d] * step;
+  // (a step past the end leaves at most one element, whose stride does not matter and must not overflow)
+  strides[d] = len <= 1 ? t.strides[d] : t.strides[d] * step;
   const out = makeView(t, shape, strides, t.offset + s * t.strides[d]);
   if (needsGrad(t)) {
     record(out, 'slice', [t], (g) => {
@@ -188,6 +207,7 @@ export function slice(t: Tensor, dim: number, start?: number, end?: number, step
 
 export function narrow(t: Tensor, dim: number, start: number, length: number): Tensor {
   checkTensor(t, 'narrow');
+  checkHasDims(t, 'narrow');
   const d = normDim(dim, t.ndim, 'narrow');
   const n = t.shape[d];
   const s = start < 0 ? start + n : start;
@@ -199,6 +219,7 @@ export function narrow(t: Tensor, dim: number, start: number, length: number): T
 
 export function select(t: Tensor, dim: number, index: number): Tensor {
   checkTensor(t, 'select');
+  checkHasDims(t, 'select');
   const d = normDim(dim, t.ndim, 'select');
   const n = t.shape[d];
   const i = index < 0 ? index + n : index;
@@ -218,6 +239,7 @@ export function select(t: Tensor, dim: number, index: number): Tensor {
 
 export function expand(t: Tensor, shape: number[]): Tensor {
   checkTensor(t, 'expand');
+  if (!Array.isArray(shape)) throw new Error(`nodegrad: expand: shape must be an array of integers (got ${shape === null ? 'null' : typeof shape})`);
   if (shape.length < t.ndim) throw new Error(`nodegrad: expand: cannot expand shape ${fmt(t.shape)} to ${fmt(shape)} (fewer dims)`);
   const off = shape.length - t.ndim;
   const ns = shape.map((s, i) => (s === -1 && i >= off ? t.shape[i - off] : s));
@@ -254,6 +276,7 @@ export function squeeze(t: Tensor, dim?: number | number[]): Tensor {
 
 export function split(t: Tensor, sizeOrSections: number | number[], dim = 0): Tensor[] {
   checkTensor(t, 'split');
+  checkHasDims(t, 'split');
   const d = normDim(dim, t.ndim, 'split');
   const n = t.shape[d];
   let sizes: number[];
@@ -263,7 +286,7 @@ export function split(t: Tensor, sizeOrSections: number | number[], dim = 0): Te
     for (let s = 0; s < n; s += sizeOrSections) sizes.push(Math.min(sizeOrSections, n - s));
   } else {
     if (!Array.isArray(sizeOrSections) || sizeOrSections.some((v) => !Number.isInteger(v) || v < 0)) {
-      throw new Error(`nodegrad: split: expected a positive integer size or an array of non-negative integer sections (got ${JSON.stringify(sizeOrSections)})`);
+      throw new Error(`nodegrad: split: expected a positive integer size or an array of non-negative integer sections (got ${show(sizeOrSections)})`);
     }
     sizes = sizeOrSections;
     if (sizes.reduce((a, b) => a + b, 0) !== n) {
@@ -280,6 +303,7 @@ export function split(t: Tensor, sizeOrSections: number | number[], dim = 0): Te
 
 export function chunk(t: Tensor, chunks: number, dim = 0): Tensor[] {
   checkTensor(t, 'chunk');
+  checkHasDims(t, 'chunk');
   if (!Number.isInteger(chunks) || chunks <= 0) throw new Error(`nodegrad: chunk: chunks must be a positive integer (got ${chunks})`);
   const d = normDim(dim, t.ndim, 'chunk');
   return split(t, Math.max(1, Math.ceil(t.shape[d] / chunks)), d);
@@ -303,7 +327,7 @@ export function cat(tensors: Tensor[], dim = 0): Tensor {
   }
   const shape = [...ref.shape];
   shape[d] = total;
-  const out = empty(shape, dtype, device);
+  const out = empty(shape, dtype, device, true, 'cat');
   let start = 0;
   for (const t of tensors) {
     const len = t.shape[d];

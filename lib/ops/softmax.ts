@@ -9,8 +9,8 @@ import { native } from '../native.js';
 import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
-import { contiguous } from './shape.js';
-import { checkFloat, checkTensor, empty, flat, normDim, numelOf } from './util.js';
+import { contiguous, contiguousFor } from './shape.js';
+import { checkAlloc, checkFloat, checkTensor, empty, flat, normDim, numelOf } from './util.js';
 
 declare module '../native.js' {
   interface NativeAddon {
@@ -36,9 +36,10 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
   checkFloat(x, op);
   const d = normDim(dim, x.ndim, op);
   const [M, C, I] = split3(x.shape, d);
+  checkAlloc(x.shape, 'float32', x.device, op);  // (before a half input is widened to float32)
   const out = noGrad(() => {
-    const xc = contiguous(computeType(x));
-    const y = empty(x.shape, xc.dtype, x.device);
+    const xc = contiguousFor(computeType(x), op);
+    const y = empty(x.shape, xc.dtype, x.device, true, op);
     native.softmaxForward(flat(xc, op), y.storage.data, M, C, I, log);
     if (xc !== x) xc.dispose();
     if (y.dtype === x.dtype) return y;

@@ -1,5 +1,6 @@
 // Helpers shared by the op files: shape formatting, strides, broadcasting, allocation,
 // and the (buffer, offset, strides) triple every native view argument is made of.
+import { constants as bufferConstants } from 'node:buffer';
 import type { DType, TypedArray } from '../dtype.js';
 import { Storage, type Device } from '../storage.js';
 import { native, type DeviceHandle } from '../native.js';
@@ -35,15 +36,56 @@ export function checkShape(shape: readonly number[], op: string): number[] {
       throw new Error(`nodegrad: ${op}: dimensions must be non-negative integers (got ${fmt(shape)})`);
     }
   }
+  if (!Number.isSafeInteger(extentOf(shape))) {
+    throw new Error(`nodegrad: ${op}: shape ${fmt(shape)} is too large (the product of its non-zero dims must be at most 2^53 - 1, ` +
+      'so that sizes and strides are exact)');
+  }
   return [...shape];
+}
+
+/** The product of the non-zero dims: the largest stride-times-size of a contiguous layout. */
+function extentOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const s of shape) if (s !== 0) n *= s;
+  return n;
+}
+
+/** Most elements one CPU buffer can hold (a typed array's length limit: 2^32 on Node 20). */
+export const MAX_CPU_ELEMENTS = bufferConstants.MAX_LENGTH;
+
+/**
+ * Throws unless a buffer of numel elements can be allocated on `device`: checked before
+ * allocating, so a shape such as [1e9, 1e9] (reached through a broadcast view, padding, a
+ * range...) is an error naming the op instead of a RangeError or a huge allocation.
+ */
+export function checkAlloc(shape: readonly number[], dtype: DType, device: Device, op: string): number {
+  const n = numelOf(shape);
+  if (!Number.isSafeInteger(extentOf(shape))) {
+    throw new Error(`nodegrad: ${op}: a ${dtype} tensor of shape ${fmt(shape)} is too large (the product of its non-zero dims must be ` +
+      'at most 2^53 - 1)');
+  }
+  if (device === 'cpu' && n > MAX_CPU_ELEMENTS) {
+    throw new Error(`nodegrad: ${op}: a ${dtype} tensor of shape ${fmt(shape)} is too large to allocate (got ${n} elements; ` +
+      `expected at most ${MAX_CPU_ELEMENTS} on the CPU)`);
+  }
+  return n;
 }
 
 /**
  * A fresh contiguous tensor, zero-filled unless `zeroed` is false (for outputs a kernel
  * writes completely: then a reused buffer keeps stale values until the kernel runs).
+ * `op` names the operation in the error when the tensor is too large or memory runs out.
  */
-export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu', zeroed = true): Tensor {
-  return new Tensor(new Storage(device, dtype, numelOf(shape), undefined, zeroed), shape.slice(), contiguousStrides(shape), 0);
+export function empty(shape: readonly number[], dtype: DType, device: Device = 'cpu', zeroed = true, op = 'empty'): Tensor {
+  const n = checkAlloc(shape, dtype, device, op);
+  let st: Storage;
+  try {
+    st = new Storage(device, dtype, n, undefined, zeroed);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new Error(`nodegrad: ${op}: out of memory allocating a ${dtype} tensor of shape ${fmt(shape)} (${e.message})`, { cause: e });
+  }
+  return new Tensor(st, shape.slice(), contiguousStrides(shape), 0);
 }
 
 /** The native view triple of a tensor: (buffer, element offset, strides). */
@@ -108,10 +150,32 @@ export function broadcastStrides(t: Tensor, shape: readonly number[]): number[] 
   return st;
 }
 
+/** A value as an error message shows it: JSON where possible (a bigint as 7n, NaN as NaN), else String(v). */
+export function show(v: unknown): string {
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'function' || typeof v === 'symbol') {
+    return typeof v === 'bigint' ? `${v}n` : typeof v === 'function' ? 'a function' : String(v);
+  }
+  try {
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** An options argument: undefined or null mean none; anything else must be a plain object. */
+export function optionsArg<T extends object>(opts: T | null | undefined, op: string): T {
+  if (opts === undefined || opts === null) return {} as T;
+  if (typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new Error(`nodegrad: ${op}: options must be an object (got ${Array.isArray(opts) ? 'an array' : typeof opts})`);
+  }
+  return opts;
+}
+
 export function checkSameDevice(op: string, ...ts: (Tensor | null | undefined)[]): Device {
   let d: Device | null = null;
   for (const t of ts) {
     if (!t) continue;
+    if (!(t instanceof Tensor)) throw new Error(`nodegrad: ${op}: tensor arguments must be Tensors (got ${typeof t})`);
     t.assertLive(op);
     if (d === null) d = t.device;
     else if (t.device !== d) {
@@ -150,7 +214,7 @@ export function normDims(dim: number | number[] | undefined | null, ndim: number
   if (!Array.isArray(dim)) return [normDim(dim, ndim, op)];
   const ds = dim.map((d) => normDim(d, ndim, op));
   const set = [...new Set(ds)].sort((a, b) => a - b);
-  if (set.length !== ds.length) throw new Error(`nodegrad: ${op}: dim ${JSON.stringify(dim)} repeats a dimension`);
+  if (set.length !== ds.length) throw new Error(`nodegrad: ${op}: dim ${show(dim)} repeats a dimension`);
   return set;
 }
 

@@ -15,7 +15,7 @@ import type { TypedArray } from '../dtype.js';
 import { keep } from '../memory.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { empty, fmt } from '../ops/util.js';
+import { empty, fmt, show } from '../ops/util.js';
 import { cast } from '../ops/elementwise.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { noGrad } from '../autograd.js';
@@ -124,7 +124,7 @@ export class AdamW extends Optimizer<AdamWHyper> {
     checkNumber('AdamW', 'epsilon', g.eps, 0);
     checkNumber('AdamW', 'weight decay', g.weightDecay, 0);
     if (!Array.isArray(g.betas) || g.betas.length !== 2) {
-      throw new Error(`nodegrad: AdamW: betas must be a pair [beta1, beta2] (got ${JSON.stringify(g.betas)})`);
+      throw new Error(`nodegrad: AdamW: betas must be a pair [beta1, beta2] (got ${show(g.betas)})`);
     }
     checkNumber('AdamW', 'beta1', g.betas[0], 0, 1);
     checkNumber('AdamW', 'beta2', g.betas[1], 0, 1);

@@ -97,7 +97,7 @@ describe('seeds, dtypes, devices', () => {
   it('unknown dtype', () => {
     expect(() => ng.zeros([2], { dtype: 'int64' as never })).toThrow(/nodegrad: full: unknown dtype "int64" \(expected one of float32, float64, int32, bool, bfloat16, float16\)/);
     expect(() => ng.tensor([1], { dtype: 'half' as never })).toThrow(/nodegrad: tensor: unknown dtype "half"/);
-    expect(() => ng.ones([1]).to('complex64' as never)).toThrow(/nodegrad: to: unknown dtype "complex64"/);
+    expect(() => ng.ones([1]).to('complex64' as never)).toThrow(/nodegrad: to: unknown dtype or device "complex64"/);
     expect(() => ng.randn([2], { dtype: 'uint8' as never })).toThrow(/nodegrad: randn: unknown dtype/);
   });
 
@@ -176,5 +176,172 @@ describe('packed shape and stride arguments', () => {
       st as unknown as number[], a, 0, st as unknown as number[])).toThrow(/must be an integer/);
     expect(() => native.binary(0, Float64Array.of(5) as unknown as number[], out, 0, st as unknown as number[], a, 0,
       st as unknown as number[], a, 0, st as unknown as number[])).toThrow(/outside its storage/);
+  });
+});
+
+describe('to() with something that is neither a dtype nor a device', () => {
+  it('lists the valid devices and dtypes', () => {
+    const t = ng.ones([1]);
+    const both = /\(expected a device: 'cpu', 'cuda' or 'cuda:N'; or a dtype: float32, float64, int32, bool, bfloat16, float16\)/;
+    expect(() => t.to('gpu' as never)).toThrow(/^nodegrad: to: unknown dtype or device "gpu" /);
+    expect(() => t.to('gpu' as never)).toThrow(both);
+    expect(() => t.to(null as never)).toThrow(/^nodegrad: to: unknown dtype or device null /);
+    expect(() => t.to(undefined as never)).toThrow(/^nodegrad: to: unknown dtype or device undefined /);
+    expect(() => t.to(3 as never)).toThrow(/^nodegrad: to: unknown dtype or device 3 /);
+    expect(t.to('float64').dtype).toBe('float64');
+    expect(t.to('cpu')).toBe(t);
+  });
+});
+
+// Each block below is a defect the fuzzer (test/cpu/fuzz) found: a TypeError or RangeError
+// from deep inside, a message naming an inner op, a wrong result, or a hang.
+describe('bad arguments found by the fuzzer', () => {
+  const F = ng.nn.functional;
+  /** A broadcast view of 2^40 elements over a one-element buffer: nothing may try to copy it. */
+  const huge = (dtype: ng.DType = 'float32'): ng.Tensor => ng.zeros([1], { dtype }).expand([2 ** 20, 2 ** 20]);
+  const tooLarge = (op: string): RegExp => new RegExp(`^nodegrad: ${op}: .*too large`);
+
+  it('ops whose output or temporary would be too large fail before allocating, naming the op', () => {
+    expect(() => ng.zeros([1e9, 1e9])).toThrow(tooLarge('full'));
+    expect(() => ng.zeros([2 ** 31, 2 ** 31])).toThrow(tooLarge('full'));
+    expect(() => ng.zeros([0, 2 ** 53])).toThrow(tooLarge('full'));
+    expect(() => ng.arange(0, 2 ** 40, 1, { dtype: 'float32' })).toThrow(tooLarge('arange'));
+    expect(() => ng.linspace(0, 1, 2 ** 40)).toThrow(tooLarge('linspace'));
+    expect(() => ng.randn([2 ** 40])).toThrow(tooLarge('randn'));
+    expect(() => ng.eye(2 ** 30)).toThrow(tooLarge('eye'));
+    expect(() => huge().exp()).toThrow(tooLarge('exp'));
+    expect(() => ng.add(huge(), 1)).toThrow(tooLarge('add'));
+    expect(() => ng.add(ng.ones([1]), huge(), 2)).toThrow(tooLarge('add'));
+    expect(() => ng.gt(huge(), 0)).toThrow(tooLarge('gt'));
+    expect(() => huge().sum()).toThrow(tooLarge('sum'));
+    expect(() => huge().amax(0)).toThrow(tooLarge('amax'));
+    expect(() => ng.norm(huge())).toThrow(tooLarge('norm'));
+    expect(() => huge('float16').mean()).toThrow(tooLarge('mean'));
+    expect(() => huge('bfloat16').square()).toThrow(tooLarge('square'));
+    expect(() => huge().softmax(-1)).toThrow(tooLarge('softmax'));
+    expect(() => huge('float16').softmax(-1)).toThrow(tooLarge('softmax'));
+    expect(() => huge().contiguous()).toThrow(tooLarge('contiguous'));
+    expect(() => ng.zeros([2]).expand([2 ** 40, 2]).reshape(-1)).toThrow(tooLarge('reshape'));  // (not viewable: a copy)
+    expect(() => huge().dataSync()).toThrow(/^nodegrad: data: .*too many elements to read/);
+    expect(() => F.layerNorm(huge(), [2 ** 20])).toThrow(tooLarge('layerNorm'));
+    expect(() => F.dropout(huge(), 0.5)).toThrow(tooLarge('dropout'));
+    expect(() => F.dropout(huge(), 1)).toThrow(tooLarge('dropout'));
+    expect(() => F.linear(huge(), ng.ones([2, 2 ** 20]))).toThrow(tooLarge('linear'));
+    expect(() => F.scaledDotProductAttention(ng.ones([1, 4]), ng.ones([1, 4]), ng.zeros([1, 1, 4]).expand([2 ** 40, 1, 4])))
+      .toThrow(tooLarge('scaledDotProductAttention'));
+    expect(() => F.adaptiveAvgPool2d(ng.ones([1, 1, 2, 2]), [2 ** 40, 2 ** 40])).toThrow(tooLarge('adaptiveAvgPool2d'));
+    expect(() => F.conv2d(ng.ones([0, 1, 1, 5]), ng.ones([1, 1, 1, 1]), null, { padding: [2 ** 53, 0] })).toThrow(tooLarge('conv2d'));
+    expect(() => ng.io.serializeSafetensors({ a: huge() })).toThrow(tooLarge('safetensors'));
+  });
+
+  it('printing or listing a huge empty view does not build 2^40 arrays', () => {
+    const v = ng.zeros([1, 0]).expand([2 ** 40, 0]);
+    expect(String(v)).toBe('Tensor([], shape=[1099511627776,0], dtype=float32, device=cpu)');
+    expect(() => v.tolist()).toThrow(/^nodegrad: tolist: a tensor of shape \[1099511627776,0\] would need 1099511627777 nested arrays/);
+  });
+
+  it('topk of nothing from a huge broadcast view returns at once', () => {
+    const r = ng.topk(huge(), 0, { dim: 0 });
+    expect(r.values.shape).toEqual([0, 2 ** 20]);
+  }, 10_000);
+
+  it('a slice step far past the end leaves one element (no overflowing stride)', () => {
+    expect(ng.tensor([[1, 2, 3]]).slice(1, 1, undefined, 2 ** 53).tolist()).toEqual([[2]]);
+  });
+
+  it('in-place ops accept empty tensors, whose contiguous strides contain zeros', () => {
+    const e = ng.zeros([3, 3, 0, 1]);
+    expect(e.strides).toEqual([0, 0, 1, 1]);
+    expect(() => e.zero_().add_(1).mul_(ng.ones([1]))).not.toThrow();
+    expect(F.dropout(ng.zeros([2, 2, 0, 3]), 0.5).shape).toEqual([2, 2, 0, 3]);
+    const p = ng.zeros([2, 0]).requiresGrad_();
+    p.grad = ng.zeros([2, 0]);
+    const opt = new ng.optim.AdamW([p]);
+    expect(() => opt.step()).not.toThrow();
+  });
+
+  it('half-precision CPU tensors take in-place arithmetic and scalar powers (computed in float32)', () => {
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const t = ng.ones([2], { dtype });
+      t.add_(1).mul_(ng.tensor([2, 3])).sub_(1, 0.5).div_(2);
+      expect(t.dtype).toBe(dtype);
+      expect(t.tolist()).toEqual([1.75, 2.75]);
+      expect(ng.pow(ng.tensor([2, 3]).to(dtype), 3).tolist()).toEqual([8, 27]);
+      expect(ng.norm(ng.tensor([3, 4]).to(dtype), 3).dtype).toBe(dtype);
+    }
+  });
+
+  it('random ops: half dtypes work on the CPU, and bad dtypes, bounds and ranges are errors', () => {
+    expect(ng.randint(0, 5, [4], { dtype: 'float16' }).dtype).toBe('float16');
+    expect(ng.rand([3], { dtype: 'bfloat16' }).dtype).toBe('bfloat16');
+    expect(ng.bernoulli([3], 0.5, { dtype: 'float16' }).dtype).toBe('float16');
+    expect(() => ng.rand([2], { dtype: 'int32' })).toThrow(/^nodegrad: rand: dtype must be floating-point \(got int32/);
+    expect(() => ng.randn([2], { dtype: 'bool' })).toThrow(/^nodegrad: randn: dtype must be floating-point/);
+    expect(() => ng.rand([2], { low: -Infinity, high: Infinity })).toThrow(/^nodegrad: rand: low and high must be finite/);
+    expect(() => ng.randn([2], { mean: false as never })).toThrow(/^nodegrad: randn: mean and std must be numbers/);
+    expect(() => ng.bernoulli([2], '1' as never)).toThrow(/^nodegrad: bernoulli: p must be in \[0, 1\]/);
+    // the kernel divides by the range, which wraps to 0 past 2^64 (a SIGFPE before this check)
+    expect(() => ng.randint(0, 1e300, [3], { dtype: 'float64' })).toThrow(/^nodegrad: randint: the range \[0, 1e\+300\) is too wide/);
+  });
+
+  it('wrong JavaScript types get a nodegrad error naming the op, not a TypeError', () => {
+    const t = ng.ones([2, 3]);
+    expect(() => ng.where(ng.ones([2]).gt(0), ng.ones([2]), 7n as never)).toThrow(/^nodegrad: where: other must be a Tensor or a number \(got bigint\)/);
+    expect(() => ng.le(null as never, ng.ones([2], { dtype: 'float16' }))).toThrow(/^nodegrad: le: input must be a Tensor \(got null\)/);
+    expect(() => ng.logicalAnd(3 as never, t)).toThrow(/^nodegrad: logicalAnd: input must be a Tensor \(got number\)/);
+    expect(() => ng.add(t, [1, 2] as never, 2)).toThrow(/^nodegrad: add: other must be a Tensor \(got object\)/);
+    expect(() => ng.sub(t, t, [] as never)).toThrow(/^nodegrad: sub: alpha must be a number \(got object\)/);
+    expect(() => t.add_(1, 'x' as never)).toThrow(/^nodegrad: add_: alpha must be a number/);
+    expect(() => ng.clone('1' as never)).toThrow(/^nodegrad: clone: input must be a Tensor \(got string\)/);
+    expect(() => ng.contiguous(null as never)).toThrow(/^nodegrad: contiguous: input must be a Tensor/);
+    expect(() => ng.detach(undefined as never)).toThrow(/^nodegrad: detach: input must be a Tensor/);
+    expect(() => ng.clamp(undefined as never, 0, 1)).toThrow(/^nodegrad: clamp: input must be a Tensor/);
+    expect(() => ng.clamp(t, -0.5, '' as never)).toThrow(/^nodegrad: clamp: min and max must be numbers or null/);
+    expect(() => ng.leakyRelu(t, 7n as never)).toThrow(/^nodegrad: leakyRelu: negativeSlope must be a number \(got bigint\)/);
+    expect(() => ng.fullLike(undefined as never, 2)).toThrow(/^nodegrad: fullLike: input must be a Tensor/);
+    expect(() => ng.onesLike(null as never)).toThrow(/^nodegrad: onesLike: input must be a Tensor/);
+    expect(() => ng.reshape(t, undefined as never)).toThrow(/^nodegrad: reshape: shape must be an array of integers \(got undefined\)/);
+    expect(() => ng.permute(t, null as never)).toThrow(/^nodegrad: permute: dims must be an array of integers \(got null\)/);
+    expect(() => ng.permute(t, 'ab' as never)).toThrow(/^nodegrad: permute: dims must be an array/);
+    expect(() => ng.expand(t, null as never)).toThrow(/^nodegrad: expand: shape must be an array/);
+    expect(() => ng.var(t, 0, { correction: {} as never })).toThrow(/^nodegrad: var: correction must be a finite number/);
+    expect(() => F.maxPool2d(ng.ones([1, 1, 2, 2]), { kernelSize: 7n as never })).toThrow(/^nodegrad: maxPool2d: kernelSize must be an integer >= 1 or a pair of them \(got 7n\)/);
+    expect(() => F.binaryCrossEntropyWithLogits(t, t, { weight: true as never })).toThrow(/^nodegrad: binaryCrossEntropyWithLogits: weight must be a Tensor \(got boolean\)/);
+    expect(() => F.crossEntropy(t, ng.zeros([2], { dtype: 'int32' }), { weight: 1 as never })).toThrow(/^nodegrad: crossEntropy: weight must be a Tensor/);
+    const leaf = ng.ones([2]).requiresGrad_();
+    expect(() => leaf.mul(2).backward(null as never)).toThrow(/^nodegrad: backward: gradient must be a Tensor \(got null\)/);
+    expect(() => leaf.mul(2).backward(Infinity as never)).toThrow(/^nodegrad: backward: gradient must be a Tensor \(got number\)/);
+    expect(() => ng.linspace('a' as never, 1, 3)).toThrow(/^nodegrad: linspace: start and end must be numbers/);
+  });
+
+  it('null options are no options; other non-objects are errors', () => {
+    const q = ng.ones([2, 4]);
+    expect(F.scaledDotProductAttention(q, q, q, null as never).shape).toEqual([2, 4]);
+    expect(F.crossEntropy(ng.zeros([2, 3]), ng.zeros([2], { dtype: 'int32' }), null as never).shape).toEqual([]);
+    expect(ng.zeros([2], null as never).shape).toEqual([2]);
+    expect(() => F.conv2d(ng.ones([1, 1, 2, 2]), ng.ones([1, 1, 1, 1]), null, 'same' as never)).toThrow(/^nodegrad: conv2d: options must be an object \(got string\)/);
+    expect(() => ng.arange(0, 3, 1, 5 as never)).toThrow(/^nodegrad: arange: options must be an object/);
+    const bpeTok = new ng.data.ByteTokenizer();
+    expect(bpeTok.encode('hi', null as never)).toEqual([104, 105]);
+    expect(() => bpeTok.encode('hi', 3 as never)).toThrow(/^nodegrad: ByteTokenizer.encode: options must be an object/);
+  });
+
+  it('dims of 0-d tensors: slicing ops refuse them instead of reading undefined sizes', () => {
+    const s = ng.tensor(1);
+    expect(() => s.narrow(-1, 0, 0)).toThrow(/^nodegrad: narrow: cannot be applied to a 0-dim tensor/);
+    expect(() => s.slice(0)).toThrow(/^nodegrad: slice: cannot be applied to a 0-dim tensor/);
+    expect(() => s.select(0, 0)).toThrow(/^nodegrad: select: cannot be applied to a 0-dim tensor/);
+    expect(() => s.split(1)).toThrow(/^nodegrad: split: cannot be applied to a 0-dim tensor/);
+    expect(() => s.chunk(1)).toThrow(/^nodegrad: chunk: cannot be applied to a 0-dim tensor/);
+  });
+
+  it('files and JSON: a missing file and malformed JSON are nodegrad errors', async () => {
+    await expect(ng.io.openSafetensors('/nonexistent/x.safetensors')).rejects.toThrow(/^nodegrad: safetensors: cannot open \/nonexistent\/x.safetensors \(ENOENT/);
+    await expect(ng.io.loadSafetensors('/nonexistent/x.safetensors')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(() => ng.data.tokenizerFromJSON('{bad json')).toThrow(/^nodegrad: tokenizerFromJSON: invalid JSON/);
+  });
+
+  it('a layerNorm over no dims says so', () => {
+    expect(() => F.layerNorm(ng.ones([2]), [])).toThrow(/^nodegrad: layerNorm: normalizedShape must name at least one trailing dim \(got \[\] for input \[2\]\)/);
   });
 });

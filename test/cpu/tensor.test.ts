@@ -238,3 +238,77 @@ describe('dtype conversion', () => {
     expect(ng.zeros([3], { dtype: 'float16' }).toString()).toBe('Tensor([0,0,0], shape=[3], dtype=float16, device=cpu)');
   });
 });
+
+describe('int32 values from JavaScript numbers', () => {
+  const range = /expected a finite number in \[-2147483648, 2147483647\]/;
+  it('fractions truncate toward zero, as in PyTorch', () => {
+    expect(ng.tensor([1.5, -2.7, 2147483647.9, -2147483648.9], { dtype: 'int32' }).tolist()).toEqual([1, -2, 2147483647, -2147483648]);
+    expect(ng.tensor(new Float64Array([1.9, -0.5]), { dtype: 'int32' }).tolist()).toEqual([1, 0]);
+    expect(ng.full([2], -1.7, { dtype: 'int32' }).tolist()).toEqual([-1, -1]);
+    expect(ng.tensor(2.5, { dtype: 'int32' }).item()).toBe(2);
+  });
+
+  it('NaN, infinities and values outside int32 throw, naming the op, the index and the value', () => {
+    expect(() => ng.tensor([1.5, 3e10, NaN], { dtype: 'int32' }))
+      .toThrow(/^nodegrad: tensor: value at index \[1\] cannot be converted to int32 \(got 30000000000; expected a finite number/);
+    expect(() => ng.tensor([[0, 1], [NaN, 2]], { dtype: 'int32' })).toThrow(/nodegrad: tensor: value at index \[1,0\] cannot be converted to int32 \(got NaN/);
+    expect(() => ng.tensor([2147483648], { dtype: 'int32' })).toThrow(range);
+    expect(() => ng.tensor([-Infinity], { dtype: 'int32' })).toThrow(/got -Infinity/);
+    expect(() => ng.tensor(new Float32Array([0, Infinity]), { dtype: 'int32' })).toThrow(/nodegrad: tensor: value at index 1 cannot be converted to int32 \(got Infinity/);
+    expect(() => ng.tensor(new Float64Array([-3e9]), { dtype: 'int32' })).toThrow(/got -3000000000/);
+    expect(() => ng.tensor(NaN, { dtype: 'int32' })).toThrow(/nodegrad: tensor: value cannot be converted to int32 \(got NaN/);
+    expect(() => ng.full([2], 3e10, { dtype: 'int32' })).toThrow(/nodegrad: full: value cannot be converted to int32 \(got 30000000000/);
+    expect(() => ng.full([2], NaN, { dtype: 'int32' })).toThrow(/nodegrad: full: .*got NaN/);
+    expect(() => ng.zeros([2], { dtype: 'int32' }).fill_(Infinity)).toThrow(/nodegrad: fill_: value cannot be converted to int32 \(got Infinity/);
+    expect(() => ng.maskedFill(ng.zeros([2], { dtype: 'int32' }), ng.ones([2]).gt(0), 3e10)).toThrow(/nodegrad: maskedFill: .*got 30000000000/);
+    expect(() => ng.arange(0, 3e10, 1e10, { dtype: 'int32' })).toThrow(/nodegrad: arange: value at index \[2\] cannot be converted to int32 \(got 20000000000/);
+    expect(() => ng.arange(2 ** 31 - 1, 2 ** 31 + 1)).toThrow(/nodegrad: arange: value at index \[1\]/);
+    expect(() => ng.linspace(0, 3e10, 3, { dtype: 'int32' })).toThrow(/nodegrad: linspace: value at index \[2\]/);
+    expect(() => ng.randint(0, 2 ** 40, [3])).toThrow(/nodegrad: randint: the range \[0, 1099511627776\) does not fit in int32/);
+  });
+
+  it('bool takes any number: nonzero and NaN are true, as in PyTorch', () => {
+    expect(ng.tensor([NaN, 0, -0, Infinity, 0.1], { dtype: 'bool' }).tolist()).toEqual([true, false, false, true, true]);
+    expect(ng.tensor(new Float32Array([NaN, 0, 3e10]), { dtype: 'bool' }).tolist()).toEqual([true, false, true]);
+    expect(ng.full([1], NaN, { dtype: 'bool' }).tolist()).toEqual([true]);
+  });
+
+  it('a large integer next to an int32 tensor in where() promotes to float32 instead of wrapping', () => {
+    const r = ng.where(ng.tensor([true, false]), ng.zeros([2], { dtype: 'int32' }), 3e10);
+    expect(r.dtype).toBe('float32');
+    expect(r.tolist()).toEqual([0, Math.fround(3e10)]);
+  });
+});
+
+describe('hand-built views are checked against their storage', () => {
+  const storage = (): ng.Tensor['storage'] => ng.zeros([4]).storage;
+  it('a view reaching outside the storage throws instead of reading zeros', () => {
+    expect(() => new ng.Tensor(storage(), [10], [1], 0)).toThrow(/^nodegrad: Tensor: view reaches elements 0\.\.9, outside its storage of 4 elements \(got shape \[10\], strides \[1\], offset 0\)/);
+    expect(() => new ng.Tensor(storage(), [2], [1], 3)).toThrow(/view reaches elements 3\.\.4, outside its storage of 4/);
+    expect(() => new ng.Tensor(storage(), [2, 2], [3, 1], 0)).toThrow(/view reaches elements 0\.\.4/);
+    expect(() => new ng.Tensor(storage(), [2], [-1], 0)).toThrow(/view reaches elements -1\.\.0/);
+  });
+
+  it('shapes, strides and offsets must be integers (shape non-negative)', () => {
+    expect(() => new ng.Tensor(storage(), [-1], [1], 0)).toThrow(/nodegrad: Tensor: shape must hold non-negative integers/);
+    expect(() => new ng.Tensor(storage(), [1.5], [1], 0)).toThrow(/nodegrad: Tensor: shape must hold/);
+    expect(() => new ng.Tensor(storage(), [2], [0.5], 0)).toThrow(/nodegrad: Tensor: shape must hold non-negative integers and strides integers/);
+    expect(() => new ng.Tensor(storage(), [2], [NaN], 0)).toThrow(/nodegrad: Tensor:/);
+    expect(() => new ng.Tensor(storage(), [2, 2], [1], 0)).toThrow(/nodegrad: Tensor: shape and strides must be arrays of one length/);
+    expect(() => new ng.Tensor(storage(), [2], [1], -1)).toThrow(/nodegrad: Tensor: offset must be a non-negative integer \(got -1\)/);
+    expect(() => new ng.Tensor(storage(), [2], [1], 0.5)).toThrow(/nodegrad: Tensor: offset must be/);
+    expect(() => new ng.Tensor({} as never, [1], [1], 0)).toThrow(/nodegrad: Tensor: storage must be a Storage/);
+  });
+
+  it('views inside the storage still work, and an empty view may sit at the end', () => {
+    const s = ng.tensor([1, 2, 3, 4]).storage;
+    expect(new ng.Tensor(s, [2, 2], [1, 2], 0).tolist()).toEqual([[1, 3], [2, 4]]);
+    expect(new ng.Tensor(s, [2], [0], 3).tolist()).toEqual([4, 4]);
+    expect(new ng.Tensor(s, [0, 3], [3, 1], 4).tolist()).toEqual([]);
+    expect(ng.tensor([1, 2, 3, 4]).narrow(0, 4, 0).shape).toEqual([0]);
+  });
+
+  it('saveSafetensors cannot be handed a view whose header disagrees with its bytes', () => {
+    expect(() => ng.io.serializeSafetensors({ a: new ng.Tensor(storage(), [8], [1], 0) })).toThrow(/nodegrad: Tensor: view reaches/);
+  });
+});
