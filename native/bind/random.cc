@@ -1,4 +1,7 @@
 #include "bind/util.h"
+
+#include <cmath>
+
 #include "cpu/random.h"
 #include "cuda/random.h"
 
@@ -16,6 +19,10 @@ static Napi::Value RandomFill(const Napi::CallbackInfo& info) {
   int64_t seed = to_i64(info[3], op, "seed");
   int64_t offset = to_i64(info[4], op, "offset");
   double a = to_f64(info[5], op, "a"), b = to_f64(info[6], op, "b");
+  // randint draws a 64-bit integer modulo the range: whole bounds, less than 2^53 apart
+  if (kind == 2 && !(std::isfinite(a) && std::isfinite(b) && b > a && b - a <= 9007199254740991.0 &&
+                     a == std::floor(a) && b == std::floor(b)))
+    throw Error("randint: low and high must be integers with low < high, less than 2^53 apart");
   View v = contiguous_view(out, {n}, op, "out");
   const RandomKind k = static_cast<RandomKind>(kind);
   const uint64_t sd = static_cast<uint64_t>(seed), off = static_cast<uint64_t>(offset);

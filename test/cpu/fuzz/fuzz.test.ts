@@ -30,11 +30,10 @@ function inChild(code: string): { status: number | null; signal: string | null; 
   return { status: r.status, signal: r.signal, out: `${r.stdout}${r.stderr}`.slice(-2000) };
 }
 
-describe('crashes the fuzzer found in the native layer (reproducers; they pass once the addon is fixed)', () => {
-  // KNOWN NATIVE CRASH (reported, not fixed here: native/ belongs to the kernel engineer):
-  // native.reduce with an empty inner block (I = 0, M and R > 0) dies with SIGFPE, an
-  // integer division by zero. Reached from every reduction over a dim that precedes a
-  // zero-size dim: ng.zeros([2, 0]).sum(0), .mean(0), .amax(0), .argmax(0), logsumexp, var,
+describe('crashes the fuzzer found in the native layer', () => {
+  // Found by the fuzzer: native.reduce with an empty inner block (I = 0, M and R > 0)
+  // died with SIGFPE, an integer division by zero (an empty result now returns early).
+  // Reached from every reduction over a dim that precedes a zero-size dim: ng.zeros([2, 0]).sum(0), .mean(0), .amax(0), .argmax(0), logsumexp, var,
   // and the backward of any broadcast op whose gradient is summed that way.
   it('reducing over a dim before an empty dim does not kill the process', () => {
     const r = inChild(`
@@ -45,6 +44,7 @@ describe('crashes the fuzzer found in the native layer (reproducers; they pass o
       console.log(JSON.stringify(out));`);
     expect(r.signal, r.out).toBeNull();
     expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('["0","0","0","0","0"]');
   });
 
   it('the raw reduce kernel rejects or handles I = 0 (native.reduce(0, x, 1, 2, 0, out, null, 0))', () => {
@@ -52,12 +52,12 @@ describe('crashes the fuzzer found in the native layer (reproducers; they pass o
     expect(r.signal, r.out).toBeNull();
   });
 
-  // KNOWN NATIVE CRASH (reported): the randint fill (randomFill kind 2) takes the range
-  // high - low modulo 2^64, so a range of 2^64 or more divides by zero (SIGFPE). randint()
-  // now rejects ranges wider than 2^53 - 1 in TypeScript (ng.randint(0, 1e300, [3],
-  // { dtype: 'float64' }) crashed the process before); the kernel itself still crashes.
+  // Found by the fuzzer: the randint fill (randomFill kind 2) took the range high - low
+  // modulo 2^64, so a range of 2^64 or more divided by zero (SIGFPE). randint() rejects
+  // ranges wider than 2^53 - 1 in TypeScript and the binding rejects them too.
   it('the raw random fill survives a range of 2^64 or more (native.randomFill(2, x, 3, 0, 0, 0, 1e300))', () => {
     const r = inChild('try { native.randomFill(2, new Float64Array(3), 3, 0, 0, 0, 1e300); } catch (e) { console.log(e.message); }');
     expect(r.signal, r.out).toBeNull();
+    expect(r.out).toContain('nodegrad: randint: low and high must be integers');
   });
 });
