@@ -143,15 +143,16 @@ export function checkMaxLength(who: string, v: unknown): number | undefined {
 const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 
 /** bytes_to_unicode(): printable bytes map to themselves, the rest to U+0100 upwards. */
-const BYTE_TO_CHAR: string[] = new Array<string>(256);
-const CHAR_TO_BYTE = new Int16Array(0x144).fill(-1);
+export const BYTE_TO_CHAR: readonly string[] = new Array<string>(256);
+/** The inverse of BYTE_TO_CHAR by char code (-1 where a code is no byte's character). */
+export const CHAR_TO_BYTE: Readonly<Int16Array> = new Int16Array(0x144).fill(-1);
 {
   let n = 0;
   for (let b = 0; b < 256; b++) {
     const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
     const c = printable ? b : 256 + n++;
-    BYTE_TO_CHAR[b] = String.fromCharCode(c);
-    CHAR_TO_BYTE[c] = b;
+    (BYTE_TO_CHAR as string[])[b] = String.fromCharCode(c);
+    (CHAR_TO_BYTE as Int16Array)[c] = b;
   }
 }
 
