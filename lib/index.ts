@@ -31,4 +31,5 @@ export * as data from './data/index.js';
 export * as io from './io/index.js';
 export * as train from './train/index.js';
 export * as peft from './peft/index.js';
+export * as distributed from './distributed/index.js';
 export { generate, generateStream, sampleToken, type GenerateOptions } from './generate.js';

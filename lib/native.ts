@@ -57,7 +57,16 @@ export interface NativeAddon {
   copy(shape: number[], dst: TypedArray, dOff: number, dSt: Strides, src: TypedArray, sOff: number, sSt: Strides): void;
   fill(shape: number[], out: TypedArray, oOff: number, oSt: Strides, value: number): void;
   randomFill(kind: number, out: TypedArray, n: number, seed: number, offset: number, a: number, b: number): void;
+  // Gloo process groups (present only in builds with Gloo; see native/distributed/group.cc)
+  distInit?(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): [DistGroupHandle, Promise<void>];
+  distAllReduce?(g: DistGroupHandle, buf: TypedArray, off: number, n: number, op: number): Promise<void>;
+  distBroadcast?(g: DistGroupHandle, buf: TypedArray, off: number, n: number, src: number): Promise<void>;
+  distAllGather?(g: DistGroupHandle, inp: TypedArray, inOff: number, n: number, out: TypedArray, outOff: number): Promise<void>;
+  distReduceScatter?(g: DistGroupHandle, inp: TypedArray, inOff: number, n: number, out: TypedArray, outOff: number, op: number): Promise<void>;
+  distBarrier?(g: DistGroupHandle): Promise<void>;
+  distDestroy?(g: DistGroupHandle): Promise<void>;
 }
+export type DistGroupHandle = { readonly __nodegradDistGroup: unique symbol };
 
 function packageRoot(): string {
   // dist/native.js or lib/native.ts: the package root is one level up

@@ -3,6 +3,12 @@
 
 #include "bind/util.h"
 
+#if NG_HAS_GLOO
+namespace ng {
+void InitDist(Napi::Env env, Napi::Object exports);  // native/distributed/group.cc
+}
+#endif
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ng::InitCore(env, exports);
   ng::InitElementwise(env, exports);
@@ -19,6 +25,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ng::InitConv(env, exports);
   ng::InitOptim(env, exports);
   ng::InitCuda(env, exports);
+#if NG_HAS_GLOO
+  ng::InitDist(env, exports);
+#endif
   return exports;
 }
 
