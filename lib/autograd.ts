@@ -58,6 +58,24 @@ const NO_VERSIONS: readonly number[] = [];
 
 let gradEnabled = true;
 
+// Post-accumulate-grad hooks (torch's register_post_accumulate_grad_hook): fn(leaf) runs
+// once backward has added this pass's gradient into leaf.grad. DistributedDataParallel
+// starts a bucket's all-reduce from them while backward goes on with earlier layers.
+const postAccumulateGradHooks = new WeakMap<Tensor, ((t: Tensor) => void)[]>();
+export function registerPostAccumulateGradHook(t: Tensor, fn: (t: Tensor) => void): () => void {
+  const list = postAccumulateGradHooks.get(t) ?? [];
+  list.push(fn);
+  postAccumulateGradHooks.set(t, list);
+  return () => {
+    const l = postAccumulateGradHooks.get(t);
+    if (l) l.splice(l.indexOf(fn) >>> 0, 1);
+  };
+}
+function runPostAccumulateGradHooks(t: Tensor): void {
+  const list = postAccumulateGradHooks.get(t);
+  if (list) for (const fn of [...list]) fn(t);
+}
+
 export function isGradEnabled(): boolean {
   return gradEnabled;
 }
@@ -279,6 +297,7 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
         drop(g);
         if (!isNode(v)) {
           accumulateLeaf(v, g);
+          runPostAccumulateGradHooks(v);
           release(g);
           continue;
         }

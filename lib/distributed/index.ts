@@ -4,3 +4,5 @@ export {
   barrier, allReduce, broadcast, allGather, reduceScatter,
   type InitProcessGroupOptions, type Backend, type ReduceOp,
 } from './process_group.js';
+export { DistributedDataParallel, type DistributedDataParallelOptions } from './ddp.js';
+export { DistributedSampler, type DistributedSamplerOptions } from './sampler.js';

@@ -219,3 +219,8 @@ function contiguous(shape: readonly number[]): number[] {
   }
   return st;
 }
+
+/** @internal All-reduces the first n elements of a CPU typed array (DDP's flat buckets). */
+export function allReduceBuffer(buf: Float32Array | Float64Array, n: number, op: ReduceOp): Promise<void> {
+  return native.distAllReduce!(group('allReduce').handle, buf, 0, n, OP_CODE[op]);
+}

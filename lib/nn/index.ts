@@ -2,6 +2,7 @@
 export * as functional from './functional.js';
 export { checkpoint } from './checkpoint.js';
 export { Module, parameter, isParameter, type LoadResult } from './module.js';
+export { DistributedDataParallel, type DistributedDataParallelOptions } from '../distributed/ddp.js';
 export { Linear, Embedding, LayerNorm, Dropout, GELU, ReLU, ModuleList, Sequential } from './layers.js';
 export { MultiheadAttention, MLP, Block, emptyKVCache, disposeKVCache, type LayerKVCache, type AttentionOptions, type BlockOptions } from './attention.js';
 export { KVCache, KVCacheLayer, type KVCacheOptions } from './kv_cache.js';

@@ -85,11 +85,63 @@ async function killed(): Promise<void> {
   }
 }
 
+// N steps of a small GPT: 2 ranks x batch B under DDP against one model trained here on
+// the whole batch 2B. Step 2 accumulates two micro-batches (the first under noSync).
+async function ddp(): Promise<void> {
+  const ws = d.getWorldSize(), rank = d.getRank();
+  const cfg = { vocabSize: 37, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 16, dropout: 0 };
+  const B = 4, T = 8, steps = 4;
+  ng.manualSeed(1);
+  const ref = new ng.models.GPT(cfg);
+  ng.manualSeed(1 + 100 * rank);  // different on every rank: the wrap-time broadcast must fix it
+  const model = new ng.models.GPT(cfg);
+  const ddpModel = new ng.nn.DistributedDataParallel(model, { bucketCapMb: 0.01 });
+  await ddpModel.ready;
+  const optRef = new ng.optim.AdamW(ref.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+  const opt = new ng.optim.AdamW(model.parameters(), { lr: 1e-2, weightDecay: 0.01 });
+  const batch = (step: number, rows: number[]): [ng.Tensor, ng.Tensor] => {
+    const ids: number[][] = [], tg: number[][] = [];
+    for (const b of rows) {
+      ids.push(Array.from({ length: T }, (_, t) => (b * 7 + t * 3 + step * 5 + ((b * t) % 5)) % cfg.vocabSize));
+      tg.push(Array.from({ length: T }, (_, t) => (b * 11 + t * 2 + step) % cfg.vocabSize));
+    }
+    return [ng.tensor(ids, { dtype: 'int32' }), ng.tensor(tg, { dtype: 'int32' })];
+  };
+  const range = (a: number, n: number): number[] => Array.from({ length: n }, (_, i) => a + i);
+  for (let step = 0; step < steps; step++) {
+    const [gi, gt] = batch(step, range(0, B * ws));
+    ref.forward(gi, { targets: gt }).loss!.backward();
+    optRef.step();
+    optRef.zeroGrad();
+    if (step === 2) {
+      const [a, at] = batch(step, range(rank * B, B / 2));
+      const [b, bt] = batch(step, range(rank * B + B / 2, B / 2));
+      ddpModel.noSync(() => (ddpModel.forward(a as never, { targets: at } as never) as { loss: ng.Tensor }).loss.mul(0.5).backward());
+      (ddpModel.forward(b as never, { targets: bt } as never) as { loss: ng.Tensor }).loss.mul(0.5).backward();
+    } else {
+      const [li, lt] = batch(step, range(rank * B, B));
+      (ddpModel.forward(li as never, { targets: lt } as never) as { loss: ng.Tensor }).loss.backward();
+    }
+    await ddpModel.finishGradientSync();
+    opt.step();
+    opt.zeroGrad();
+  }
+  let maxDiff = 0;
+  const mine = model.stateDict(), want = ref.stateDict();
+  for (const [k, v] of Object.entries(want)) {
+    const a = flat(mine[k]), b = flat(v);
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
+  }
+  console.log(`DDP max weight difference ${maxDiff.toExponential(2)}`);
+  if (!(maxDiff < 1e-4)) throw new Error(`DDP weights differ from the one-process run by ${maxDiff}`);
+}
+
 const timeoutMs = Number(process.env.NG_TEST_TIMEOUT_MS ?? 20000);
 try {
   await d.initProcessGroup({ timeoutMs });
   if (scenario === 'collectives') await collectives();
   else if (scenario === 'killed') await killed();
+  else if (scenario === 'ddp') await ddp();
   else if (scenario === 'init') { /* rendezvous only */ }
   else throw new Error(`unknown scenario ${scenario}`);
   await d.destroyProcessGroup();
