@@ -137,6 +137,7 @@ commands:
   serve      HTTP inference server for a GPT, a Llama/Mistral/Qwen directory or a BERT classifier
   mnist      train a small CNN on MNIST digits and report its accuracy
   info       what this installation can do (CPU features, threads, CUDA)
+  launch     start a data-parallel run: one worker per rank (torchrun's environment)
 
 Run \`nodegrad <command> --help\` for its options.`;
 
@@ -485,6 +486,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'serve': return serveCommand(rest);
     case 'chat': return chatCommand(rest);
     case 'mnist': return mnist(rest);
+    case 'launch': return (await import('./distributed/launch.js')).launch(rest);
     case 'info': console.log(JSON.stringify(info(), null, 2)); return 0;
     case undefined: case '-h': case '--help': case 'help': console.log(MAIN_HELP); return 0;
     default: throw new Error(`nodegrad: unknown command '${cmd}'\n\n${MAIN_HELP}`);

@@ -152,3 +152,31 @@ describe('DistributedSampler', () => {
     expect(() => new ng.distributed.DistributedSampler(ds, { numReplicas: 2, rank: 2 })).toThrow(/rank out of range/);
   });
 });
+
+function runCli(args: string[]): Promise<RankResult> {
+  return runRank('test/cli_runner.ts', args, {});
+}
+
+describe.skipIf(!hasGloo)('nodegrad launch', () => {
+  it('starts --nproc-per-node workers with the torchrun environment', async () => {
+    const port = String(await freePort());
+    const r = await runCli(['launch', '--nproc-per-node', '2', '--master-port', port, 'test/distributed/worker.ts', 'collectives']);
+    expect(r.out).toMatch(/rank 0 ok/);
+    expect(r.out).toMatch(/rank 1 ok/);
+    expect(r.code).toBe(0);
+  });
+
+  it('ends every worker with a clear message when one dies, and exits with its code', async () => {
+    const port = String(await freePort());
+    const r = await runCli(['launch', '--nproc-per-node', '3', '--master-port', port, 'test/distributed/worker.ts', 'die']);
+    expect(r.out).toMatch(/nodegrad launch: rank 1 \(pid \d+\) exited with code 7; stopping the other 2 worker\(s\)/);
+    expect(r.code).toBe(7);
+    expect(r.ms).toBeLessThan(30000);
+  });
+
+  it('rejects bad options', async () => {
+    const r = await runCli(['launch', '--nproc-per-node', '0', 'x.js']);
+    expect(r.out).toMatch(/--nproc-per-node must be an integer >= 1 \(got "0"\)/);
+    expect(r.code).toBe(1);
+  });
+});

@@ -142,6 +142,10 @@ try {
   if (scenario === 'collectives') await collectives();
   else if (scenario === 'killed') await killed();
   else if (scenario === 'ddp') await ddp();
+  else if (scenario === 'die') {
+    if (d.getRank() === 1) process.exit(7);
+    await new Promise((r) => setTimeout(r, 60000));
+  }
   else if (scenario === 'init') { /* rendezvous only */ }
   else throw new Error(`unknown scenario ${scenario}`);
   await d.destroyProcessGroup();
