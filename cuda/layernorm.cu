@@ -15,74 +15,13 @@
 
 #include "cuda/common.cuh"
 #include "cuda/layernorm.h"
+#include "cuda/rowwise.cuh"
 
 namespace ng {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxPerThread = 32;                     // row floats a thread keeps in registers
-constexpr int kWarpMaxC = 32 * kMaxPerThread;         // 1024: warp-per-row limit
-constexpr int kBlockMaxC = kThreads * kMaxPerThread;  // 8192: block-per-row (cached) limit
-
-// ---- small device helpers ---------------------------------------------------------------
-
-template <class T, int VEC>
-__device__ __forceinline__ void load_vec(const T* p, float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    o[0] = to_f<T>(p[0]);
-  } else {
-    static_assert(sizeof(T) * VEC == 16, "vector loads are 128-bit");
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) o[j] = to_f<T>(e[j]);
-  }
-}
-
-template <class T, int VEC>
-__device__ __forceinline__ void store_vec(T* p, const float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    p[0] = from_f<T>(o[0]);
-  } else {
-    uint4 raw;
-    T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) e[j] = from_f<T>(o[j]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
-
-// x + residual as the stored sum holds it (rounded to T), so y = layernorm(sum) exactly.
-template <class T>
-__device__ __forceinline__ float round_to(float v) {
-  return to_f<T>(from_f<T>(v));
-}
-
-// Sum over the warp, the same value (lane 0's) returned to every lane.
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return __shfl_sync(0xffffffffu, v, 0);
-}
-
-// Sums (a, b) over the group of G threads (G = 32: the warp; G = blockDim: the block).
-// Every thread of the group gets the identical result. red: __shared__ float2[32].
-template <int G>
-__device__ __forceinline__ float2 group_sum2(float a, float b, float2* red) {
-  a = warp_sum(a);
-  b = warp_sum(b);
-  if constexpr (G == 32) {
-    return make_float2(a, b);
-  } else {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    __syncthreads();  // readers of the previous call are done with red
-    if (lane == 0) red[warp] = make_float2(a, b);
-    __syncthreads();
-    const float2 t = lane < G / 32 ? red[lane] : make_float2(0.f, 0.f);
-    return make_float2(warp_sum(t.x), warp_sum(t.y));
-  }
-}
+using namespace rowwise;
 
 // ---- forward ------------------------------------------------------------------------------
 
@@ -408,8 +347,6 @@ __global__ void ln_reduce_partials(const float* __restrict__ part, int nparts, i
 
 // ---- host launchers -------------------------------------------------------------------------
 
-inline bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <class T>
 void launch_forward(const T* x, const T* res, T* sum, const T* w, const T* b, T* y, float* mean, float* rstd,
                     int64_t rows, int64_t C, float eps, cudaStream_t st) {
@@ -426,16 +363,6 @@ void launch_forward(const T* x, const T* res, T* sum, const T* w, const T* b, T*
   } else {
     ln_forward_rows<T><<<blocks_for(rows, 1), kThreads, 0, st>>>(x, res, sum, w, b, y, mean, rstd, rows, C, eps);
   }
-}
-
-// Blocks for a backward kernel: as many as fit on the device at once (each block then
-// carries one partial), never more than there are row groups.
-template <class K>
-int64_t backward_blocks(K kernel, int64_t groups) {
-  int per_sm = 0;
-  NG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "layerNorm backward");
-  int64_t n = static_cast<int64_t>(per_sm < 1 ? 1 : per_sm) * multiprocessors(current_device());
-  return n < groups ? n : (groups < 1 ? 1 : groups);
 }
 
 template <class T>
@@ -464,9 +391,9 @@ void launch_backward(const T* g, const T* x, const T* w, const float* mean, cons
   const int64_t groups = (rows + groups_per_block - 1) / groups_per_block;
   int64_t nblocks;
   switch (kind) {
-    case 0: nblocks = backward_blocks(ln_backward_cached<T, VEC, 32>, groups); break;
-    case 2: nblocks = backward_blocks(ln_backward_cached<T, VEC, kThreads>, groups); break;
-    default: nblocks = backward_blocks(ln_backward_rows<T>, groups); break;
+    case 0: nblocks = backward_blocks(ln_backward_cached<T, VEC, 32>, groups, op); break;
+    case 2: nblocks = backward_blocks(ln_backward_cached<T, VEC, kThreads>, groups, op); break;
+    default: nblocks = backward_blocks(ln_backward_rows<T>, groups, op); break;
   }
   // Keep the fp32 partials (2 C floats per block) under ~64 MiB for very wide rows.
   const int64_t sms = multiprocessors(dev);
@@ -496,11 +423,6 @@ void launch_backward(const T* g, const T* x, const T* w, const float* mean, cons
     throw;
   }
   if (part != nullptr) free(dev, part);  // stream-ordered: safe right after queuing its readers
-}
-
-void check_sizes(int64_t rows, int64_t C, const char* op) {
-  if (rows < 0 || C < 0) throw Error(std::string(op) + ": invalid sizes (rows " + std::to_string(rows) + ", C " + std::to_string(C) + ")");
-  if (C > (int64_t(1) << 30)) throw Error(std::string(op) + ": normalized size " + std::to_string(C) + " is too large for CUDA (max 2^30)");
 }
 
 void forward_entry(const void* x, const void* res, void* sum, const void* w, const void* b, void* y, void* mean,

@@ -12,69 +12,13 @@
 
 #include "cuda/common.cuh"
 #include "cuda/rmsnorm.h"
+#include "cuda/rowwise.cuh"
 
 namespace ng {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxPerThread = 32;
-constexpr int kWarpMaxC = 32 * kMaxPerThread;         // 1024
-constexpr int kBlockMaxC = kThreads * kMaxPerThread;  // 8192
-
-template <class T, int VEC>
-__device__ __forceinline__ void load_vec(const T* p, float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    o[0] = to_f<T>(p[0]);
-  } else {
-    static_assert(sizeof(T) * VEC == 16, "vector loads are 128-bit");
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) o[j] = to_f<T>(e[j]);
-  }
-}
-
-template <class T, int VEC>
-__device__ __forceinline__ void store_vec(T* p, const float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    p[0] = from_f<T>(o[0]);
-  } else {
-    uint4 raw;
-    T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) e[j] = from_f<T>(o[j]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
-
-// v as a T holds it (identity for float).
-template <class T>
-__device__ __forceinline__ float round_to(float v) {
-  return to_f<T>(from_f<T>(v));
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return __shfl_sync(0xffffffffu, v, 0);
-}
-
-// Sum over the group of G threads; every thread of the group gets the same value.
-// red: __shared__ float[32].
-template <int G>
-__device__ __forceinline__ float group_sum(float a, float* red) {
-  a = warp_sum(a);
-  if constexpr (G == 32) {
-    return a;
-  } else {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    __syncthreads();  // readers of the previous call are done with red
-    if (lane == 0) red[warp] = a;
-    __syncthreads();
-    return warp_sum(lane < G / 32 ? red[lane] : 0.f);
-  }
-}
+using namespace rowwise;
 
 // ---- forward ------------------------------------------------------------------------------
 
@@ -317,8 +261,6 @@ __global__ void rms_reduce_partials(const float* __restrict__ part, int nparts, 
 
 // ---- host launchers -------------------------------------------------------------------------
 
-inline bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <class T>
 void launch_forward(const T* x, const T* res, T* sum, const T* w, T* y, float* rstd, int64_t rows, int64_t C,
                     float eps, cudaStream_t st) {
@@ -337,14 +279,6 @@ void launch_forward(const T* x, const T* res, T* sum, const T* w, T* y, float* r
   }
 }
 
-template <class K>
-int64_t backward_blocks(K kernel, int64_t groups) {
-  int per_sm = 0;
-  NG_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0), "rmsNorm backward");
-  int64_t n = static_cast<int64_t>(per_sm < 1 ? 1 : per_sm) * multiprocessors(current_device());
-  return n < groups ? n : (groups < 1 ? 1 : groups);
-}
-
 template <class T>
 void launch_backward(const T* g, const T* x, const T* w, const float* rstd, T* gx, T* gw, int64_t rows, int64_t C,
                      float eps, const char* op) {
@@ -358,9 +292,9 @@ void launch_backward(const T* g, const T* x, const T* w, const float* rstd, T* g
   const int64_t groups = (rows + groups_per_block - 1) / groups_per_block;
   int64_t nblocks;
   switch (kind) {
-    case 0: nblocks = backward_blocks(rms_backward_cached<T, VEC, 32>, groups); break;
-    case 1: nblocks = backward_blocks(rms_backward_cached<T, VEC, kThreads>, groups); break;
-    default: nblocks = backward_blocks(rms_backward_rows<T>, groups); break;
+    case 0: nblocks = backward_blocks(rms_backward_cached<T, VEC, 32>, groups, op); break;
+    case 1: nblocks = backward_blocks(rms_backward_cached<T, VEC, kThreads>, groups, op); break;
+    default: nblocks = backward_blocks(rms_backward_rows<T>, groups, op); break;
   }
   // Keep the fp32 partials (C floats per block) under ~64 MiB for very wide rows.
   const int64_t cap = std::max<int64_t>(multiprocessors(dev), (int64_t(1) << 26) / (4 * C));
@@ -388,11 +322,6 @@ void launch_backward(const T* g, const T* x, const T* w, const float* rstd, T* g
     throw;
   }
   if (part != nullptr) free(dev, part);  // stream-ordered: safe right after queuing its readers
-}
-
-void check_sizes(int64_t rows, int64_t C, const char* op) {
-  if (rows < 0 || C < 0) throw Error(std::string(op) + ": invalid sizes (rows " + std::to_string(rows) + ", C " + std::to_string(C) + ")");
-  if (C > (int64_t(1) << 30)) throw Error(std::string(op) + ": normalized size " + std::to_string(C) + " is too large for CUDA (max 2^30)");
 }
 
 }  // namespace

@@ -1,38 +1,12 @@
 // LayerNorm exports. Buffers are CPU typed arrays or CUDA device buffers (all on one
 // device); on CUDA the saved statistics (mean, rstd) are always float32, on the CPU they
 // have the input's dtype.
+#include "bind/rows.h"
 #include "bind/util.h"
 #include "cpu/layernorm.h"
 #include "cuda/layernorm.h"
 
 namespace ng {
-
-static int64_t checked_numel(int64_t rows, int64_t C, const char* op) {
-  int64_t n;
-  if (rows < 0 || C < 0 || __builtin_mul_overflow(rows, C, &n)) throw Error(std::string(op) + ": invalid sizes");
-  return n;
-}
-
-// A buffer of n elements of dtype dt, or a Buf with data == nullptr for null/undefined.
-static Buf optional_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
-  if (v.IsNull() || v.IsUndefined()) return Buf{};
-  Buf b = to_buf(v, op, what);
-  check_dtype(b, dt, op, what);
-  check_extent(b, 0, n, op, what);
-  return b;
-}
-
-static Buf required_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
-  Buf b = to_buf(v, op, what);
-  check_dtype(b, dt, op, what);
-  check_extent(b, 0, n, op, what);
-  return b;
-}
-
-static const Buf* opt(const Buf& b) { return b.data != nullptr ? &b : nullptr; }
-
-// The dtype of mean/rstd: float32 on CUDA, the input's dtype on the CPU.
-static DType stat_dtype(const Buf& x) { return x.device >= 0 ? DType::F32 : x.dtype; }
 
 // layernormForward(x, weight | null, bias | null, y, mean | null, rstd | null, rows, C, eps):
 // x and y contiguous [rows, C]; weight and bias [C]; mean and rstd [rows]; one dtype.

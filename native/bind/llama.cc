@@ -5,6 +5,7 @@
 // frequencies as a host Float64Array on every device.
 #include <vector>
 
+#include "bind/rows.h"
 #include "bind/util.h"
 #include "cpu/rmsnorm.h"
 #include "cpu/rope.h"
@@ -14,34 +15,6 @@
 #include "cuda/swiglu.h"
 
 namespace ng {
-
-static int64_t checked_numel(int64_t rows, int64_t C, const char* op) {
-  int64_t n;
-  if (rows < 0 || C < 0 || __builtin_mul_overflow(rows, C, &n)) throw Error(std::string(op) + ": invalid sizes");
-  return n;
-}
-
-static bool present(const Napi::Value& v) { return !v.IsNull() && !v.IsUndefined(); }
-
-// A buffer of n elements of dtype dt, or a Buf with data == nullptr for null/undefined.
-static Buf optional_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
-  if (!present(v)) return Buf{};
-  Buf b = to_buf(v, op, what);
-  check_dtype(b, dt, op, what);
-  check_extent(b, 0, n, op, what);
-  return b;
-}
-
-static Buf required_buf(const Napi::Value& v, DType dt, int64_t n, const char* op, const char* what) {
-  Buf b = to_buf(v, op, what);
-  check_dtype(b, dt, op, what);
-  check_extent(b, 0, n, op, what);
-  return b;
-}
-
-static const Buf* opt(const Buf& b) { return b.data != nullptr ? &b : nullptr; }
-
-static DType stat_dtype(const Buf& x) { return x.device >= 0 ? DType::F32 : x.dtype; }
 
 // rmsnormForward(x, residual | null, sum | null, weight | null, y, rstd | null, rows, C, eps):
 // x, residual, sum, y contiguous [rows, C]; weight [C]; rstd [rows]. With a residual,

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -61,21 +62,6 @@ namespace {
 
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kMinRowsPerBlock = 16;
-
-bool use_avx2() {
-#if defined(__x86_64__)
-  static const bool v = cpu_features().avx2 && cpu_features().fma;
-  return v;
-#else
-  return false;
-#endif
-}
-
-#if defined(__x86_64__)
-#define NG_PICK(fn) (use_avx2() ? avx2::fn<T> : generic::fn<T>)
-#else
-#define NG_PICK(fn) generic::fn<T>
-#endif
 
 template <class T>
 void forward_t(const Args& a) {
@@ -149,23 +135,7 @@ void layernorm_backward(const void* g, const void* x, const void* w, const void*
 
 #else  // NG_LAYERNORM_KERNELS: the kernels, compiled once per instruction set (kVecBytes)
 
-#define NG_INLINE inline __attribute__((always_inline))
-
-// Vectors of kVecBytes (GCC/Clang vector extensions): one register in either build.
-template <class T> struct VecOf { typedef T type __attribute__((vector_size(kVecBytes))); };
-template <class T> using vec = typename VecOf<T>::type;
-template <class T> constexpr int64_t kN = kVecBytes / sizeof(T);
-
-template <class T> NG_INLINE vec<T> load(const T* p) {
-  vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class T> NG_INLINE T hsum(vec<T> v) {
-  T s = 0;
-  for (int i = 0; i < kN<T>; ++i) s += v[i];
-  return s;
-}
+#include "cpu/simd_kernels.h"
 
 template <class T>
 NG_INLINE void row_stats(const T* x, int64_t C, T eps, T* mean_out, T* rstd_out) {

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -60,21 +61,6 @@ namespace {
 
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kMinRowsPerBlock = 16;
-
-bool use_avx2() {
-#if defined(__x86_64__)
-  static const bool v = cpu_features().avx2 && cpu_features().fma;
-  return v;
-#else
-  return false;
-#endif
-}
-
-#if defined(__x86_64__)
-#define NG_PICK(fn) (use_avx2() ? avx2::fn<T> : generic::fn<T>)
-#else
-#define NG_PICK(fn) generic::fn<T>
-#endif
 
 template <class T>
 void forward_t(const Args& a) {
@@ -142,23 +128,7 @@ void rmsnorm_backward(const void* g, const void* x, const void* w, const void* r
 
 #else  // NG_RMSNORM_KERNELS: the kernels, compiled once per instruction set (kVecBytes)
 
-#define NG_INLINE inline __attribute__((always_inline))
-
-template <class T> struct VecOf { typedef T type __attribute__((vector_size(kVecBytes))); };
-template <class T> using vec = typename VecOf<T>::type;
-template <class T> constexpr int64_t kN = kVecBytes / sizeof(T);
-
-template <class T> NG_INLINE vec<T> load(const T* p) {
-  vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class T> NG_INLINE void store(T* p, vec<T> v) { std::memcpy(p, &v, sizeof v); }
-template <class T> NG_INLINE T hsum(vec<T> v) {
-  T s = 0;
-  for (int i = 0; i < kN<T>; ++i) s += v[i];
-  return s;
-}
+#include "cpu/simd_kernels.h"
 
 // sum_c a[c] * b[c] with two vector accumulators.
 template <class T>

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu/isa.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -55,21 +56,6 @@ constexpr int kVecBytes = 32;
 
 namespace ng {
 namespace {
-
-bool use_avx2() {
-#if defined(__x86_64__)
-  static const bool v = cpu_features().avx2 && cpu_features().fma;
-  return v;
-#else
-  return false;
-#endif
-}
-
-#if defined(__x86_64__)
-#define NG_PICK(fn) (use_avx2() ? avx2::fn<T> : generic::fn<T>)
-#else
-#define NG_PICK(fn) generic::fn<T>
-#endif
 
 int64_t units_of(const Shape& s) { return s.I == 1 ? s.M : s.M * col_blocks(s); }
 int64_t grain_of(const Shape& s) {
@@ -122,25 +108,9 @@ void softmax_backward(const void* g, const void* y, void* gx, DType dt, int64_t 
 
 #else  // NG_SOFTMAX_KERNELS: the kernels, compiled once per instruction set (kVecBytes)
 
-#define NG_INLINE inline __attribute__((always_inline))
+#include "cpu/simd_kernels.h"
 
-// Vectors of kVecBytes (GCC/Clang vector extensions): one register in either build.
-template <class T> struct VecOf { typedef T type __attribute__((vector_size(kVecBytes))); };
-template <class T> using vec = typename VecOf<T>::type;
-template <class T> constexpr int64_t kN = kVecBytes / sizeof(T);
-
-template <class T> NG_INLINE vec<T> load(const T* p) {
-  vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class T> NG_INLINE void store(T* p, vec<T> v) { std::memcpy(p, &v, sizeof v); }
 template <class T> NG_INLINE vec<T> splat(T x) { return vec<T>{} + x; }
-template <class T> NG_INLINE T hsum(vec<T> v) {
-  T s = 0;
-  for (int i = 0; i < kN<T>; ++i) s += v[i];
-  return s;
-}
 // max that ignores a NaN in x (a NaN still reaches its row through exp and the sum)
 template <class U> NG_INLINE U vmax(U x, U m) { return x > m ? x : m; }
 

@@ -2,7 +2,7 @@
 // [rows, C] float32 or bfloat16 array, each checked against a CPU reference at every block
 // size, then timed with the L2 flushed, in GB/s of the bytes that must move.
 //
-//   nvcc -O3 -std=c++17 -arch=sm_90 bench/kernels/layernorm/layernorm.cu -o /tmp/ln && /tmp/ln [rows C [bf16]]
+//   nvcc -O3 -std=c++17 -arch=sm_90 -I. -Inative bench/kernels/layernorm/layernorm.cu -o /tmp/ln && /tmp/ln [rows C [bf16]]
 //
 // Forward variants:
 //   1  one thread per row, three passes over the row (naive reference kernel)
@@ -15,81 +15,23 @@
 //   2  row cached in registers, dw/db accumulated per thread in registers, per-block fp32
 //      partials, then a column reduction over blocks (PROMOTED: ln_backward_cached +
 //      ln_reduce_partials)
-// The kernels of variants 2 and 3 are copies of cuda/layernorm.cu with the block size as a
-// template parameter; keep them in step when the promoted kernels change.
+// The kernels of variants 2 and 3 are cuda/layernorm.cu's with the block size as a template
+// parameter (the device helpers are shared through cuda/rowwise.cuh); keep them in step
+// when the promoted kernels change.
 #include "lab_common.cuh"
+
+#include "cuda/rowwise.cuh"
 
 #include <cuda_fp16.h>
 
 #include <cstring>
 #include <string>
 
-template <class T> __device__ __forceinline__ float to_f(T v) { return static_cast<float>(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T> __device__ __forceinline__ T from_f(float v) { return static_cast<T>(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-constexpr int kMaxPerThread = 32;
-constexpr int kWarpMaxC = 32 * kMaxPerThread;
-
-// ---- small device helpers ---------------------------------------------------------------
-
-template <class T, int VEC>
-__device__ __forceinline__ void load_vec(const T* p, float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    o[0] = to_f<T>(p[0]);
-  } else {
-    static_assert(sizeof(T) * VEC == 16, "vector loads are 128-bit");
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) o[j] = to_f<T>(e[j]);
-  }
-}
-
-template <class T, int VEC>
-__device__ __forceinline__ void store_vec(T* p, const float (&o)[VEC]) {
-  if constexpr (VEC == 1) {
-    p[0] = from_f<T>(o[0]);
-  } else {
-    uint4 raw;
-    T* e = reinterpret_cast<T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) e[j] = from_f<T>(o[j]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
-
-// x + residual as the stored sum holds it (rounded to T), so y = layernorm(sum) exactly.
-template <class T>
-__device__ __forceinline__ float round_to(float v) {
-  return to_f<T>(from_f<T>(v));
-}
-
-// Sum over the warp, the same value (lane 0's) returned to every lane.
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return __shfl_sync(0xffffffffu, v, 0);
-}
-
-// Sums (a, b) over the group of G threads (G = 32: the warp; G = blockDim: the block).
-// Every thread of the group gets the identical result. red: __shared__ float2[32].
-template <int G>
-__device__ __forceinline__ float2 group_sum2(float a, float b, float2* red) {
-  a = warp_sum(a);
-  b = warp_sum(b);
-  if constexpr (G == 32) {
-    return make_float2(a, b);
-  } else {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    __syncthreads();  // readers of the previous call are done with red
-    if (lane == 0) red[warp] = make_float2(a, b);
-    __syncthreads();
-    const float2 t = lane < G / 32 ? red[lane] : make_float2(0.f, 0.f);
-    return make_float2(warp_sum(t.x), warp_sum(t.y));
-  }
-}
+// The device helpers (vector loads, group sums, the row limits) are the promoted kernels'
+// own, from cuda/rowwise.cuh.
+using namespace ng::cuda::rowwise;
+using ng::cuda::from_f;
+using ng::cuda::to_f;
 
 // ---- forward ------------------------------------------------------------------------------
 
