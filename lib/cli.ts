@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import os from 'node:os';
 import { info, setNumThreads } from './info.js';
 import { manualSeed } from './random.js';
 import { GPT, checkGPTSize, type GPTConfig } from './models/gpt.js';
@@ -9,7 +10,7 @@ import { AdamW, paramGroupsForDecay } from './optim/index.js';
 import { CharTokenizer, ByteTokenizer, tokenizerFromJSON, type Tokenizer } from './data/tokenizers.js';
 import { TokenDataset } from './data/dataset.js';
 import { additionCorpus, additionProblems } from './data/corpus.js';
-import { Trainer } from './train/trainer.js';
+import { Trainer, type TrainableModel } from './train/trainer.js';
 import { resolveCheckpointDir } from './io/atomic.js';
 import { serveCommand } from './serve/index.js';
 import { chatCommand, generatePretrained, isLlamaFamilyDir } from './chat.js';
@@ -35,7 +36,13 @@ written as text), a few minutes on a 2-core CPU, checkpoint in runs/nodegrad-def
   --device cpu|cuda      where to train (default cpu)
   --dtype float32|bf16|fp16  precision on CUDA: bf16/fp16 autocast for matmuls and attention with float32
                          weights (default bf16 on CUDA; the CPU trains in float32)
-  --threads N            CPU threads (default: all cores)
+  --threads N            CPU threads (default: all cores; with --nproc-per-node, per worker:
+                         the cores divided among the workers)
+  --nproc-per-node N     data-parallel training on N CPU worker processes of this machine
+                         (Gloo; started through \`nodegrad launch\`, MASTER_PORT from the
+                         environment, default 29500): each rank trains on its own --batch
+                         sequences, so the global batch is N x --batch per micro-step;
+                         rank 0 prints, logs and writes the checkpoint (default 1)
   --seed N               random seed (default 1337)
   --out DIR              checkpoint directory (default runs/nodegrad-default)
   --resume               continue from the checkpoint in --out
@@ -177,7 +184,7 @@ async function train(argv: string[]): Promise<number> {
   const o = parse(argv, {
     data: str, tokenizer: str, preset: str, 'n-layer': str, 'n-head': str, 'n-embd': str, 'block-size': str, dropout: str,
     steps: str, batch: str, 'grad-accum': str, lr: str, 'weight-decay': str, 'eval-interval': str, device: str, dtype: str,
-    threads: str, seed: str, out: str, resume: flag, 'stop-at': str, log: str, samples: str, help: { type: 'boolean', short: 'h' },
+    threads: str, 'nproc-per-node': str, seed: str, out: str, resume: flag, 'stop-at': str, log: str, samples: str, help: { type: 'boolean', short: 'h' },
   }, 'train');
   if (o.help) { console.log(TRAIN_HELP); return 0; }
   const device = (o.device as string | undefined) ?? 'cpu';
@@ -193,7 +200,19 @@ async function train(argv: string[]): Promise<number> {
   }
   const amp = dtypeFlag === 'float32' ? null : dtypeFlag.startsWith('b') ? 'bfloat16' as const : 'float16' as const;
   if (amp && device === 'cpu') throw new Error(`nodegrad: --dtype ${dtypeFlag}: mixed precision needs --device cuda (the CPU trains in float32)`);
+  const nproc = int(o, 'nproc-per-node', 1);
+  if (nproc > 1 && device !== 'cpu') throw new Error(`nodegrad: --nproc-per-node: data-parallel training runs on the CPU (Gloo) for now (got --device ${device})`);
+  // the launcher's workers run this same command line with the torchrun environment (RANK set)
+  if (nproc > 1 && process.env.RANK === undefined) {
+    const { launch } = await import('./distributed/launch.js');
+    return launch(['--nproc-per-node', String(nproc), process.argv[1], 'train', ...argv]);
+  }
+  const d = nproc > 1 ? await import('./distributed/index.js') : null;
+  if (d) await d.initProcessGroup();
+  const rank = d ? d.getRank() : 0;
+  const say = rank === 0 ? (s: string): void => console.log(s) : (): void => {};
   if (o.threads !== undefined) setNumThreads(int(o, 'threads', 1));
+  else if (d && process.env.NODEGRAD_NUM_THREADS === undefined) setNumThreads(Math.max(1, Math.floor(os.availableParallelism() / nproc)));
   const seed = int(o, 'seed', 1337, 0);
   manualSeed(seed);
 
@@ -249,11 +268,13 @@ async function train(argv: string[]): Promise<number> {
     const p = Math.min(1, (s - warmup) / Math.max(1, steps - warmup));
     return lr * 0.1 + 0.5 * (lr - lr * 0.1) * (1 + Math.cos(Math.PI * p));
   };
-  console.log(`nodegrad: training a GPT with ${(model.numParams() / 1e6).toFixed(2)}M parameters ` +
+  const ddp = d ? new d.DistributedDataParallel(model) : null;
+  say(`nodegrad: training a GPT with ${(model.numParams() / 1e6).toFixed(2)}M parameters ` +
     `(${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} dims, block ${config.blockSize}, vocab ${config.vocabSize}) ` +
-    `on ${builtin ? 'the built-in addition corpus' : o.data} (${ids.length} tokens), ${steps} steps of ${batch}x${config.blockSize} tokens, ${info().cpu.threads} threads`);
+    `on ${builtin ? 'the built-in addition corpus' : o.data} (${ids.length} tokens), ${steps} steps of ${batch}x${config.blockSize} tokens, ${info().cpu.threads} threads` +
+    (d ? ` on each of ${d.getWorldSize()} ranks (global batch ${d.getWorldSize() * batch})` : ''));
   const trainer = new Trainer({
-    model, optimizer: opt, train: trainSet, val: valSet, batchSize: batch, blockSize: config.blockSize, maxSteps: steps,
+    model: (ddp ?? model) as TrainableModel, optimizer: opt, train: trainSet, val: valSet, batchSize: batch, blockSize: config.blockSize, maxSteps: steps,
     gradAccumSteps: int(o, 'grad-accum', 1), clipGradNorm: 1.0, lr: schedule, evalInterval: int(o, 'eval-interval', 250),
     evalIters: 8, logInterval: 25, checkpointDir: out, checkpointInterval: 500,
     checkpointFiles: () => ({ 'tokenizer.json': JSON.stringify(tok.toJSON()) }),
@@ -263,16 +284,18 @@ async function train(argv: string[]): Promise<number> {
   });
   if (resume) {
     await trainer.resume(out);
-    console.log(`nodegrad: resumed from ${out} at step ${trainer.step}`);
+    say(`nodegrad: resumed from ${out} at step ${trainer.step}`);
   }
   const t0 = performance.now();
   const res = await trainer.fit();
   const secs = (performance.now() - t0) / 1000;
-  console.log(`nodegrad: ${res.steps} steps, final train loss ${res.lastLoss.toFixed(4)}` +
+  say(`nodegrad: ${res.steps} steps, final train loss ${res.lastLoss.toFixed(4)}` +
     `${res.bestValLoss !== null ? `, best val loss ${res.bestValLoss.toFixed(4)}` : ''}, ${secs.toFixed(1)} s; checkpoint in ${out}`);
 
-  // samples
-  const nSamples = int(o, 'samples', 5, 0);
+  if (d) await d.destroyProcessGroup();
+  // samples (rank 0 only)
+  const nSamples = rank === 0 ? int(o, 'samples', 5, 0) : 0;
+  if (nSamples === 0) return 0;
   if (builtin) {
     const problems = additionProblems(100);
     let correct = 0;

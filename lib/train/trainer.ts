@@ -2,6 +2,9 @@
 // micro-step, gradient accumulation, clipping, a learning-rate schedule, periodic
 // evaluation, metrics (JSONL + progress), callbacks, atomic checkpoints that hold
 // everything needed to resume bit-exactly (model, optimizer, step, sampler and RNG state).
+// A DistributedDataParallel model makes it data-parallel (see ./distributed.ts): per-rank
+// batch shards, gradient sync before the step, losses averaged over the ranks, rank 0 alone
+// logging and checkpointing.
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { noGrad } from '../autograd.js';
@@ -18,6 +21,7 @@ import { GradScaler } from '../optim/grad_scaler.js';
 import { Progress, type ProgressMode } from './progress.js';
 import { ConfigErrors, checkFits, checkTensorElements, formatBytes, formatCount } from '../models/sizes.js';
 import { joinTensors, splitTensors } from './state.js';
+import { averageOverRanks, onRankZero, shardBatch, trainerDistributed, type TrainerDistributed } from './distributed.js';
 
 /** A batch: inputs x and targets y; a source may add fields (e.g. attentionMask) for lossFn. */
 export interface Batch { x: Tensor; y: Tensor; attentionMask?: Tensor }
@@ -82,6 +86,13 @@ export interface TrainerOptions {
   autocast?: AutocastDType | AutocastOptions | null;
   /** Stop when the validation loss has not improved by minDelta for `patience` evaluations. */
   earlyStopping?: { patience: number; minDelta?: number };
+  /**
+   * With a DistributedDataParallel model: true (default) draws each global batch of
+   * batchSize x worldSize rows from the (identically seeded) sources on every rank and
+   * trains each rank on its own rows; false when the sources already give each rank its own
+   * data (e.g. a DistributedSampler), batchSize rows each.
+   */
+  shardBatches?: boolean;
 }
 
 export interface TrainResult { steps: number; lastLoss: number; bestValLoss: number | null; stoppedEarly: boolean; losses: number[] }
@@ -95,13 +106,13 @@ function checkInt(v: unknown, name: string, min: number): void {
  * step needs more memory than the device has left: the gradients (4 bytes per parameter)
  * and, for models that estimate them (GPT, BERT: activationBytes), the activations.
  */
-function checkStepMemory(opts: TrainerOptions): void {
+function checkStepMemory(opts: TrainerOptions, inner: Module): void {
   const { batchSize: B, blockSize: T } = opts;
   const e = new ConfigErrors({ op: 'Trainer' }, 'Trainer');
   const step = `a training step of batchSize ${B} x blockSize ${T}`;
-  const model = opts.model as unknown as { activationBytes?: (batchSize: number, seqLen: number) => number };
+  const model = inner as unknown as { activationBytes?: (batchSize: number, seqLen: number) => number };
   const act = typeof model.activationBytes === 'function' ? model.activationBytes(B, T) : 0;
-  const params = opts.model.numParameters();
+  const params = inner.numParameters();
   const grads = 4 * params;
   checkFits(e, act + grads, (need) => `${step} needs at least ${need} more than the model (${formatBytes(act)} of activations, ` +
     `${formatBytes(grads)} for the gradients of ${formatCount(params)} parameters)`, opts.device ?? 'cpu');
@@ -168,13 +179,19 @@ export class Trainer {
   bestValLoss: number | null = null;
   private badEvals = 0;
   readonly losses: number[] = [];
+  /** The data-parallel context (null in a one-process run). */
+  private readonly dist: TrainerDistributed | null;
+  /** The model itself (inside a DistributedDataParallel wrapper): what checkpoints hold. */
+  private readonly inner: Module;
 
   constructor(readonly opts: TrainerOptions) {
     checkInt(opts.batchSize, 'batchSize', 1);
     checkInt(opts.blockSize, 'blockSize', 1);
     checkInt(opts.maxSteps, 'maxSteps', 0);
     checkInt(opts.gradAccumSteps ?? 1, 'gradAccumSteps', 1);
-    checkStepMemory(opts);
+    this.dist = trainerDistributed(opts.model);
+    this.inner = this.dist ? this.dist.ddp.module : opts.model;
+    checkStepMemory(opts, this.inner);
     const ac = opts.autocast;
     const half = typeof ac === 'string' ? ac : ac && ac.enabled !== false ? ac.dtype : undefined;
     if (half === 'float16') {
@@ -203,7 +220,23 @@ export class Trainer {
     return autocast(typeof ac === 'string' ? { dtype: ac } : ac, fn);
   }
 
-  /** Mean loss over evalIters batches of the validation source (no gradients, eval mode). */
+  /** This rank's batch: its rows of the global batch under DDP (see shardBatches), else the source's. */
+  private batchFrom(src: BatchSource): Batch {
+    const { batchSize: B, blockSize: T } = this.opts;
+    const d = this.dist;
+    if (!d || this.opts.shardBatches === false) return src.getBatch(B, T);
+    return shardBatch(src.getBatch(B * d.worldSize, T), d.rank, B, d.worldSize);
+  }
+
+  /** Under DDP: waits for the wrap-time broadcast (before anything reads or writes the weights). */
+  private async ready(): Promise<void> {
+    if (this.dist) await this.dist.ddp.ready;
+  }
+
+  /**
+   * Mean loss over evalIters batches of the validation source (no gradients, eval mode);
+   * under DDP this rank's shard only (evaluateAsync averages over the ranks).
+   */
   evaluate(iters = this.opts.evalIters ?? 10): number {
     const src = this.opts.val;
     if (!src) throw new Error('nodegrad: Trainer.evaluate: no validation source was given');
@@ -214,7 +247,7 @@ export class Trainer {
     try {
       for (let i = 0; i < iters; i++) {
         total += noGrad(() => scope(() => {
-          return this.loss(model, src.getBatch(this.opts.batchSize, this.opts.blockSize)).item();
+          return this.loss(model, this.batchFrom(src)).item();
         }));
       }
     } finally {
@@ -223,12 +256,41 @@ export class Trainer {
     return total / iters;
   }
 
+  /** evaluate(), averaged over the ranks under DDP (every rank must call it): the same value everywhere. */
+  async evaluateAsync(iters = this.opts.evalIters ?? 10): Promise<number> {
+    await this.ready();
+    const local = this.evaluate(iters);
+    return this.dist ? (await averageOverRanks([local]))[0] : local;
+  }
+
   /**
    * One optimizer step (gradAccumSteps micro-batches) that reads nothing back from the
    * device: the mean loss (and the gradient norm off the CPU) stay tensors, so on CUDA the
-   * host queues the next step while this one runs. The caller disposes them.
+   * host queues the next step while this one runs. The caller disposes them. A
+   * DistributedDataParallel model syncs gradients asynchronously: use stepTensorsAsync().
    */
   stepTensors(): { loss: Tensor; gradNorm: Tensor | number | null } {
+    if (this.dist) throw new Error('nodegrad: Trainer.stepTensors: a DistributedDataParallel model needs await trainer.stepTensorsAsync() (or trainStepAsync(), fit())');
+    return this.optimizerStep(this.backwardSteps());
+  }
+
+  /** stepTensors() that also awaits the gradient all-reduce of a DistributedDataParallel model. */
+  async stepTensorsAsync(): Promise<{ loss: Tensor; gradNorm: Tensor | number | null }> {
+    await this.ready();
+    const loss = this.backwardSteps();
+    if (this.dist) {
+      try {
+        await this.dist.ddp.finishGradientSync();
+      } catch (e) {
+        loss.dispose();
+        throw e;
+      }
+    }
+    return this.optimizerStep(loss);
+  }
+
+  /** The micro-steps' forward and backward (all but the last without gradient sync); the mean loss. */
+  private backwardSteps(): Tensor {
     const { model, optimizer, train } = this.opts;
     const accum = this.opts.gradAccumSteps ?? 1;
     model.train();
@@ -237,9 +299,11 @@ export class Trainer {
     let total: Tensor | null = null;
     for (let m = 0; m < accum; m++) {
       const lm = scope(() => {
-        const out = this.loss(model, train.getBatch(this.opts.batchSize, this.opts.blockSize));
+        const out = this.loss(model, this.batchFrom(train));
         const l = accum > 1 ? out.div(accum) : out;
-        (this.scaler ? this.scaler.scale(l) : l).backward();
+        const back = (): void => (this.scaler ? this.scaler.scale(l) : l).backward();
+        if (this.dist && m < accum - 1) this.dist.ddp.noSync(back);
+        else back();
         return out.detach();
       });
       if (total) {
@@ -255,6 +319,12 @@ export class Trainer {
       loss.dispose();
       loss = mean;
     }
+    return loss;
+  }
+
+  /** Clipping, the optimizer (or loss-scaler) step and zeroGrad after the backward passes. */
+  private optimizerStep(loss: Tensor): { loss: Tensor; gradNorm: Tensor | number | null } {
+    const { model, optimizer } = this.opts;
     const clip = this.opts.clipGradNorm === undefined ? 1.0 : this.opts.clipGradNorm;
     const onCpu = (this.opts.device ?? 'cpu') === 'cpu';
     const scaler = this.scaler;
@@ -283,12 +353,31 @@ export class Trainer {
     return { loss, gradNorm };
   }
 
+  /** trainStep() that also awaits the gradient all-reduce of a DistributedDataParallel model; the loss is this rank's. */
+  async trainStepAsync(): Promise<{ loss: number; gradNorm: number | null }> {
+    const r = await this.stepTensorsAsync();
+    const loss = r.loss.item();
+    r.loss.dispose();
+    let gradNorm: number | null;
+    if (r.gradNorm instanceof Tensor) {
+      gradNorm = r.gradNorm.item();
+      r.gradNorm.dispose();
+    } else gradNorm = r.gradNorm;
+    return { loss, gradNorm };
+  }
+
   async fit(): Promise<TrainResult> {
     const o = this.opts;
-    const progress = new Progress(o.progress ?? 'auto', o.maxSteps);
+    await this.ready();
+    // under DDP rank 0 alone prints, logs and checkpoints; every rank sees the same averaged metrics
+    const dist = this.dist;
+    const lead = !dist || dist.rank === 0;
+    const logFile = lead ? o.logFile : undefined;
+    const progress = new Progress(lead ? o.progress ?? 'auto' : 'none', o.maxSteps);
     const logEvery = o.logInterval ?? 10;
-    const tokensPerStep = o.batchSize * o.blockSize * (o.gradAccumSteps ?? 1);
-    if (o.logFile) await mkdir(path.dirname(path.resolve(o.logFile)), { recursive: true });
+    // tokens of the global batch: every rank's
+    const tokensPerStep = o.batchSize * o.blockSize * (o.gradAccumSteps ?? 1) * (dist ? dist.worldSize : 1);
+    if (logFile) await mkdir(path.dirname(path.resolve(logFile)), { recursive: true });
     // Off the CPU, losses are read at log, evaluation and checkpoint steps only (no host
     // sync inside the steps between); an onStep callback needs every step's values.
     const deferred = (o.device ?? 'cpu') !== 'cpu' && !o.onStep;
@@ -298,8 +387,9 @@ export class Trainer {
     let lastLoss = NaN;
     let windowStart = performance.now(), windowTokens = 0;
     const report = async (p: Pending): Promise<boolean> => {
-      const loss = Number((await p.loss.data())[0]);
+      let loss = Number((await p.loss.data())[0]);
       p.loss.dispose();
+      if (dist) [loss] = await averageOverRanks([loss]);
       let gradNorm: number | null = null;
       if (p.gradNorm instanceof Tensor) {
         gradNorm = Number((await p.gradNorm.data())[0]);
@@ -322,14 +412,14 @@ export class Trainer {
       }
       const line = `loss ${loss.toFixed(4)} ppl ${Math.exp(loss).toFixed(2)} lr ${m.lr.toExponential(2)} ${m.tokensPerSec.toFixed(0)} tok/s ${p.stepMs.toFixed(0)} ms/step`;
       progress.update(p.step, line, boundary);
-      if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'step', ...m }) + '\n');
+      if (logFile) await appendFile(logFile, JSON.stringify({ type: 'step', ...m }) + '\n');
       return (await o.onStep?.(m)) !== false;
     };
     try {
       while (this.step < o.maxSteps) {
         const t0 = performance.now();
         const lr = this.lrAt(this.step);
-        const r = this.stepTensors();
+        const r = await this.stepTensorsAsync();
         pending.push({ step: this.step, ...r, stepMs: performance.now() - t0, lr });
         const evalDue = Boolean(o.val && o.evalInterval && (this.step % o.evalInterval === 0 || this.step === o.maxSteps));
         const ckptDue = Boolean(o.checkpointDir && o.checkpointInterval && this.step % o.checkpointInterval === 0);
@@ -341,10 +431,10 @@ export class Trainer {
         }
         if (evalDue) {
           const loss = lastLoss;
-          const valLoss = this.evaluate();
+          const valLoss = await this.evaluateAsync();
           const e: EvalMetrics = { step: this.step, valLoss, valPerplexity: Math.exp(valLoss), trainLoss: loss };
           progress.message(`step ${this.step}: val loss ${valLoss.toFixed(4)} (ppl ${e.valPerplexity.toFixed(2)}), train loss ${loss.toFixed(4)}`);
-          if (o.logFile) await appendFile(o.logFile, JSON.stringify({ type: 'eval', ...e }) + '\n');
+          if (logFile) await appendFile(logFile, JSON.stringify({ type: 'eval', ...e }) + '\n');
           const minDelta = o.earlyStopping?.minDelta ?? 0;
           if (this.bestValLoss === null || valLoss < this.bestValLoss - minDelta) {
             this.bestValLoss = valLoss;
@@ -358,7 +448,7 @@ export class Trainer {
           }
           if (stoppedEarly) break;
         }
-        if (ckptDue) await this.saveCheckpoint(o.checkpointDir!);
+        if (ckptDue) await onRankZero(dist, () => this.saveCheckpoint(o.checkpointDir!));
         // let timers, I/O and signals run between steps
         await new Promise((r) => setImmediate(r));
       }
@@ -370,13 +460,17 @@ export class Trainer {
       }
     }
     progress.end();
-    if (o.checkpointDir) await this.saveCheckpoint(o.checkpointDir);
+    if (o.checkpointDir) await onRankZero(dist, () => this.saveCheckpoint(o.checkpointDir!));
     return { steps: this.step, lastLoss, bestValLoss: this.bestValLoss, stoppedEarly, losses: this.losses };
   }
 
-  /** Writes model, optimizer, trainer and RNG state to dir atomically. */
+  /**
+   * Writes model, optimizer, trainer and RNG state to dir atomically (from the rank that
+   * calls it: under DDP fit() calls it on rank 0 while the others wait at a barrier).
+   */
   async saveCheckpoint(dir: string): Promise<void> {
-    const { model, optimizer, train } = this.opts;
+    const { optimizer, train } = this.opts;
+    const model = this.inner;
     const optTensors = new Map<string, Tensor>();
     const optState = splitTensors(optimizer.stateDict(), 'opt', optTensors);
     const trainerState = {
@@ -395,10 +489,16 @@ export class Trainer {
     await writeDirAtomic(dir, files);
   }
 
-  /** Restores a checkpoint written by saveCheckpoint; fit() then continues from its step. */
+  /**
+   * Restores a checkpoint written by saveCheckpoint; fit() then continues from its step.
+   * Under DDP every rank resumes from the same checkpoint: the sampler state in it is
+   * every rank's (all ranks draw the same global batches; see ./distributed.ts).
+   */
   async resume(dir: string): Promise<void> {
+    await this.ready();
     const d = await resolveCheckpointDir(dir);
-    const { model, optimizer, train } = this.opts;
+    const { optimizer, train } = this.opts;
+    const model = this.inner;
     const file = path.join(d, 'trainer.json');
     let raw: unknown;
     try {
