@@ -68,6 +68,24 @@ export function timeIt(fn: () => void, opts: TimeOptions = {}): Timing {
   return { ms: times[times.length >> 1], minMs: times[0], samples, inner };
 }
 
+/** The middle value (the upper one of an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+/** Runs step() warmup times untimed, then steps times; the per-step milliseconds in order. */
+export function timeSteps(step: () => void, warmup: number, steps: number): number[] {
+  for (let i = 0; i < warmup; i++) step();
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    step();
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
+
 export function timeOptions(quick: boolean): TimeOptions {
   return quick ? { warmup: 2, samples: 5, minSampleMs: 10 } : { warmup: 3, samples: 11, minSampleMs: 30 };
 }

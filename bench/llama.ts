@@ -9,7 +9,7 @@ import path from 'node:path';
 import * as ng from '../lib/index.js';
 import { LlamaForCausalLM } from '../lib/models/llama.js';
 import type { LlamaConfig } from '../lib/models/llama_config.js';
-import { benchDir, makeRow, peerEnv, type BenchContext, type Row } from './common.js';
+import { benchDir, makeRow, median, peerEnv, timeSteps, type BenchContext, type Row } from './common.js';
 
 export const title = 'Llama ~100M (CPU): generation and a training step';
 
@@ -20,11 +20,6 @@ const CONFIG: LlamaConfig = {
   numKeyValueHeads: 4, maxPositionEmbeddings: 2048, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: true,
 };
 const PROMPT = 32;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-}
 
 interface GenTiming { ttftMs: number; decodeTokPerSec: number }
 
@@ -68,13 +63,7 @@ function timeTrain(model: LlamaForCausalLM, batch: number, seqLen: number, steps
     opt.step();
     opt.zeroGrad();
   };
-  for (let i = 0; i < warmup; i++) step();
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    step();
-    times.push(performance.now() - t0);
-  }
+  const times = timeSteps(step, warmup, steps);
   x.dispose();
   model.eval();
   return median(times);

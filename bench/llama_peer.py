@@ -9,6 +9,8 @@ import math
 import sys
 import time
 
+from peer import time_steps
+
 
 def main():
     req = json.loads(sys.stdin.read())
@@ -131,13 +133,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    for _ in range(req['warmup']):
-        step()
-    times = []
-    for _ in range(req['steps']):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = time_steps(step, req['warmup'], req['steps'])
     out['trainMs'] = sorted(times)[len(times) // 2]
     print(json.dumps(out))
 

@@ -104,6 +104,19 @@ def make_case(torch, case):
     raise ValueError(f'unknown op {op!r}')
 
 
+def time_steps(step, warmup, steps):
+    """Runs step() warmup times untimed, then steps times; the per-step milliseconds in order
+    (bench/common.ts's timeSteps)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def time_it(fn, warmup, samples, min_sample_ms):
     for _ in range(warmup):
         fn()

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import * as ng from '../lib/index.js';
-import { benchDir, makeRow, peerEnv, type BenchContext, type Row } from './common.js';
+import { benchDir, makeRow, median, peerEnv, timeSteps, type BenchContext, type Row } from './common.js';
 
 export const title = 'GPT training step (CPU)';
 
@@ -16,11 +16,6 @@ const CASES: Case[] = [
   { name: 'gpt-0.8M', config: { vocabSize: 256, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 128, dropout: 0, bias: true }, batch: 16 },
   { name: 'gpt-nano', config: { vocabSize: 13, blockSize: 32, nLayer: 2, nHead: 4, nEmbd: 64, dropout: 0, bias: true }, batch: 32 },
 ];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-}
 
 function timeNodegrad(c: Case, steps: number, warmup: number): { ms: number; params: number; flops: number } {
   ng.manualSeed(0);
@@ -39,13 +34,7 @@ function timeNodegrad(c: Case, steps: number, warmup: number): { ms: number; par
     opt.step();
     opt.zeroGrad();
   };
-  for (let i = 0; i < warmup; i++) step();
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    step();
-    times.push(performance.now() - t0);
-  }
+  const times = timeSteps(step, warmup, steps);
   const out = { ms: median(times), params: model.numParams(), flops: model.flopsPerToken(T) * c.batch * T };
   model.dispose();
   x.dispose();

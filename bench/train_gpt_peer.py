@@ -6,7 +6,8 @@ threads} as JSON on stdin, prints {"msPerStep": [...], "torch": ..., "blas": ...
 import json
 import math
 import sys
-import time
+
+from peer import time_steps
 
 
 def main():
@@ -75,13 +76,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    for _ in range(req['warmup']):
-        step()
-    times = []
-    for _ in range(req['steps']):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = time_steps(step, req['warmup'], req['steps'])
     print(json.dumps({'msPerStep': times, 'torch': torch.__version__,
                       'params': sum(p.numel() for p in model.parameters())}))
 

@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { Tensor } from '../tensor.js';
 import { tensor } from '../ops/creation.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { MergeHeap } from './merge_heap.js';
 
 // ---------------------------------------------------------------------------------------
 // Helpers shared by the tokenizers (bpe.ts, wordpiece.ts, auto_tokenizer.ts).
@@ -377,34 +378,14 @@ export class GPT2Tokenizer {
       if (q < 0 || sym[p] < 0 || sym[q] < 0) return -1;
       return this.pairRank.get(sym[p] * N + sym[q]) ?? -1;
     };
-    const heap: number[] = [];   // keys rank * n + position
-    const push = (k: number): void => {
-      let i = heap.push(k) - 1;
-      while (i > 0) { const p = (i - 1) >> 1; if (heap[p] <= k) break; heap[i] = heap[p]; i = p; }
-      heap[i] = k;
-    };
-    const pop = (): number => {
-      const top = heap[0], k = heap.pop()!;
-      if (heap.length) {
-        let i = 0;
-        for (;;) {
-          let c = 2 * i + 1;
-          if (c >= heap.length) break;
-          if (c + 1 < heap.length && heap[c + 1] < heap[c]) c++;
-          if (heap[c] >= k) break;
-          heap[i] = heap[c]; i = c;
-        }
-        heap[i] = k;
-      }
-      return top;
-    };
-    for (let i = 0; i + 1 < n; i++) { const r = rankAt(i); if (r >= 0) push(r * n + i); }
+    const heap = new MergeHeap();
+    for (let i = 0; i + 1 < n; i++) { const r = rankAt(i); if (r >= 0) heap.push(r * n + i); }
     const merged: number[] = [];
-    while (heap.length) {
-      const rank = Math.floor(heap[0] / n);
+    while (heap.size) {
+      const rank = Math.floor(heap.peek() / n);
       merged.length = 0;
-      while (heap.length && Math.floor(heap[0] / n) === rank) {
-        const pos = pop() - rank * n;
+      while (heap.size && Math.floor(heap.peek() / n) === rank) {
+        const pos = heap.pop() - rank * n;
         if (dead[pos] || rankAt(pos) !== rank) continue;   // stale entry
         const q = next[pos];
         sym[pos] = this.mergeTo[rank];
@@ -415,9 +396,9 @@ export class GPT2Tokenizer {
       }
       // Pairs formed by this rank's merges compete only after all its occurrences are merged.
       for (const p of merged) {
-        if (prev[p] >= 0) { const r = rankAt(prev[p]); if (r >= 0) push(r * n + prev[p]); }
+        if (prev[p] >= 0) { const r = rankAt(prev[p]); if (r >= 0) heap.push(r * n + prev[p]); }
         const r = rankAt(p);
-        if (r >= 0) push(r * n + p);
+        if (r >= 0) heap.push(r * n + p);
       }
     }
     const out: number[] = [];

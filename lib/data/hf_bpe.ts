@@ -11,6 +11,8 @@
 // over (left id, right id), which is several times faster than a Map with float keys.
 // Words are cached (id sequences keyed by the word) up to a bounded number of entries.
 
+import { MergeHeap } from './merge_heap.js';
+
 type Json = Record<string, unknown>;
 const WHO = 'tokenizer.json: model';
 
@@ -180,30 +182,10 @@ export class BPEModel {
     for (let i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
     const pairs = this.pairs;
     const rankAt = (p: number): number => { const q = next[p]; return q < 0 ? -1 : pairs.get(sym[p], sym[q]); };
-    const heap: number[] = [];   // rank * n + position: lowest rank first, then leftmost
-    const push = (k: number): void => {
-      let i = heap.push(k) - 1;
-      while (i > 0) { const p = (i - 1) >> 1; if (heap[p] <= k) break; heap[i] = heap[p]; i = p; }
-      heap[i] = k;
-    };
-    const pop = (): number => {
-      const top = heap[0], k = heap.pop()!;
-      if (heap.length) {
-        let i = 0;
-        for (;;) {
-          let c = 2 * i + 1;
-          if (c >= heap.length) break;
-          if (c + 1 < heap.length && heap[c + 1] < heap[c]) c++;
-          if (heap[c] >= k) break;
-          heap[i] = heap[c]; i = c;
-        }
-        heap[i] = k;
-      }
-      return top;
-    };
-    for (let i = 0; i + 1 < n; i++) { const r = rankAt(i); if (r >= 0) push(r * n + i); }
-    while (heap.length) {
-      const key = pop();
+    const heap = new MergeHeap();   // rank * n + position: lowest rank first, then leftmost
+    for (let i = 0; i + 1 < n; i++) { const r = rankAt(i); if (r >= 0) heap.push(r * n + i); }
+    while (heap.size) {
+      const key = heap.pop();
       const rank = Math.floor(key / n), pos = key - rank * n;
       if (dead[pos] || rankAt(pos) !== rank) continue;   // stale: a neighbour changed since it was queued
       const q = next[pos];
@@ -211,9 +193,9 @@ export class BPEModel {
       dead[q] = 1;
       next[pos] = next[q];
       if (next[q] >= 0) prev[next[q]] = pos;
-      if (prev[pos] >= 0) { const r = rankAt(prev[pos]); if (r >= 0) push(r * n + prev[pos]); }
+      if (prev[pos] >= 0) { const r = rankAt(prev[pos]); if (r >= 0) heap.push(r * n + prev[pos]); }
       const r = rankAt(pos);
-      if (r >= 0) push(r * n + pos);
+      if (r >= 0) heap.push(r * n + pos);
     }
     const out: number[] = [];
     for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);

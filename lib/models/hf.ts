@@ -121,6 +121,11 @@ export class Fields {
 /** config.json of a directory as an object (errors name the file). */
 export async function readConfigJSON(dir: string, op = 'loadHFConfig'): Promise<{ file: string; raw: Raw }> {
   const file = path.join(dir, 'config.json');
+  return { file, raw: await readJSONObject(file, op) };
+}
+
+/** A JSON file holding one object (config.json, generation_config.json); errors name the file. */
+export async function readJSONObject(file: string, op: string): Promise<Raw> {
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));
@@ -128,7 +133,7 @@ export async function readConfigJSON(dir: string, op = 'loadHFConfig'): Promise<
     throw new Error(`nodegrad: ${op}: cannot read ${file}: ${(e as Error).message}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`nodegrad: ${op}: ${file} is not a JSON object`);
-  return { file, raw: raw as Raw };
+  return raw as Raw;
 }
 
 /**

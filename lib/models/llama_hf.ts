@@ -7,14 +7,14 @@
 // dtype: on the CPU a bf16/f16 checkpoint becomes float32 parameters by default (the CPU
 // kernels compute in float32, so half weights would be widened in every matmul); on CUDA
 // the parameters keep the checkpoint's dtype. opts.dtype overrides either.
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { DType } from '../dtype.js';
 import { resolveCheckpointDir } from '../io/atomic.js';
 import type { Device } from '../storage.js';
 import { ConfigErrors, show } from './sizes.js';
 import {
-  Fields, buildAndCopy, readConfigJSON, matchWeights, registerHFFamily, rule, saveWeights,
+  Fields, buildAndCopy, readConfigJSON, readJSONObject, matchWeights, registerHFFamily, rule, saveWeights,
   type Plan, type PretrainedCheckOptions, type Raw, type SaveDType, type SavePretrainedOptions,
 } from './hf.js';
 import {
@@ -183,14 +183,7 @@ async function readGenerationConfig(dir: string, c: ResolvedLlamaConfig, op: str
   const file = path.join(dir, 'generation_config.json');
   const gen: LlamaGenerationConfig = { bosTokenId: c.bosTokenId, eosTokenId: eosTokenIds(c), padTokenId: c.padTokenId, doSample: false };
   if (!(await access(file).then(() => true, () => false))) return { gen, raw: null };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`nodegrad: ${op}: cannot read ${file}: ${(e as Error).message}`);
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`nodegrad: ${op}: ${file} is not a JSON object`);
-  const r = raw as Raw;
+  const r = await readJSONObject(file, op);
   const e = new ConfigErrors({ op, file }, op);
   const id = (k: string): number | null | undefined => {
     const v = r[k];

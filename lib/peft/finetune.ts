@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { BertTokenizer } from '../data/wordpiece.js';
 import type { BertForSequenceClassification } from '../models/bert.js';
 import { AdamW, paramGroupsForDecay } from '../optim/index.js';
-import { ClassificationData, evaluateClassifier, type ClassifierEval, type TextExample } from '../train/finetune.js';
+import { ClassificationData, epochReport, evaluateClassifier, warmupLinearDecay, type ClassifierEval, type TextExample } from '../train/finetune.js';
 import { Trainer } from '../train/trainer.js';
 import type { LoraConfig } from './config.js';
 import { getPeftModel, type PeftModel } from './peft_model.js';
@@ -59,20 +59,19 @@ export async function finetuneClassifierLora(o: LoraFinetuneOptions): Promise<Lo
   const lr = o.lr ?? 5e-4, wd = o.weightDecay ?? 0.01;
   // the optimizer holds the trainable tensors only: no state for the frozen base
   const opt = new AdamW(paramGroupsForDecay(peft.namedTrainableParameters(), wd), { lr, weightDecay: wd });
-  const warmup = Math.max(1, Math.floor(maxSteps / 10));
   let best: ClassifierEval | null = null;
   const adapterDir = o.outDir ? path.join(o.outDir, 'adapter') : null;
   const t0 = performance.now();
   model.train();
   const trainer = new Trainer({
     model: peft, optimizer: opt, train, batchSize, blockSize: maxLength, maxSteps, clipGradNorm: 1.0,
-    lr: (s) => (s < warmup ? (lr * (s + 1)) / warmup : lr * Math.max(0, (maxSteps - s) / Math.max(1, maxSteps - warmup))),
+    lr: warmupLinearDecay(lr, maxSteps),
     lossFn: (_m, b) => model.forward({ inputIds: b.x, attentionMask: b.attentionMask, labels: b.y }).loss!,
     logInterval: 20, progress: o.progress ?? 'auto',
     onStep: async (m) => {
       if (m.step % stepsPerEpoch !== 0 && m.step !== maxSteps) return;
       const ev = evaluateClassifier(model, val, names);
-      log(`epoch ${Math.ceil(m.step / stepsPerEpoch)}: val loss ${ev.loss.toFixed(4)}, accuracy ${(100 * ev.accuracy).toFixed(2)}%, macro F1 ${ev.macroF1.toFixed(4)}`);
+      log(epochReport(m.step, stepsPerEpoch, ev));
       if (!best || ev.macroF1 > best.macroF1) {
         best = ev;
         if (adapterDir) await peft.saveAdapter(adapterDir);

@@ -4,9 +4,9 @@
 // by turn: the text the template adds for an assistant message (after the generation
 // prompt for it) is trained, everything else (system, user, the template's own headers)
 // gets label -100.
-import { readFile } from 'node:fs/promises';
 import type { ChatMessage } from '../data/chat_template.js';
 import { Rng, type RngState } from '../data/dataset.js';
+import { forEachJsonLine, readTextFile } from '../data/jsonl.js';
 import { tensor } from '../ops/creation.js';
 import type { Module } from '../nn/module.js';
 import { AdamW, paramGroupsForDecay } from '../optim/index.js';
@@ -59,24 +59,12 @@ export function chatTrainingExample(tok: ChatTokenizer, messages: readonly ChatM
 
 /** Reads chat.jsonl: one {"messages": [{"role", "content"}, ...]} object per line. */
 export async function readChats(file: string): Promise<ChatMessage[][]> {
-  let raw: string;
-  try {
-    raw = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`nodegrad: sft: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const raw = await readTextFile('sft', file);
   const out: ChatMessage[][] = [];
-  raw.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: unknown;
-    try {
-      rec = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`nodegrad: sft: ${file} line ${i + 1}: invalid JSON (${(e as Error).message})`);
-    }
+  forEachJsonLine('sft', file, raw, (rec, line) => {
     const msgs = (rec as { messages?: unknown })?.messages;
     if (!Array.isArray(msgs) || !msgs.every((m) => m && typeof m === 'object' && typeof m.role === 'string' && typeof m.content === 'string')) {
-      throw new Error(`nodegrad: sft: ${file} line ${i + 1}: expected {"messages": [{"role": ..., "content": ...}, ...]}`);
+      throw new Error(`nodegrad: sft: ${file} line ${line}: expected {"messages": [{"role": ..., "content": ...}, ...]}`);
     }
     out.push(msgs as ChatMessage[]);
   });

@@ -1,13 +1,13 @@
 // Fine-tuning a BERT classifier on labelled text: reading JSONL/CSV, a WordPiece
 // vocabulary for models trained from scratch, batches for the Trainer, evaluation with
 // accuracy / precision / recall / F1 / confusion matrix, and the best checkpoint kept.
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { noGrad } from '../autograd.js';
 import { scope } from '../memory.js';
 import { tensor } from '../ops/creation.js';
 import { Rng, type RngState } from '../data/dataset.js';
+import { forEachJsonLine, readTextFile } from '../data/jsonl.js';
 import { BertTokenizer } from '../data/wordpiece.js';
 import { BertForSequenceClassification, checkBertSize, type BertConfig } from '../models/bert.js';
 import { AdamW, paramGroupsForDecay } from '../optim/index.js';
@@ -43,12 +43,7 @@ export function parseCsv(text: string): string[][] {
 /** Reads labelled examples from a .jsonl or .csv file (with a header row). */
 export async function readLabelledExamples(file: string, opts: { textField?: string; labelField?: string } = {}): Promise<TextExample[]> {
   const textField = opts.textField ?? 'text', labelField = opts.labelField ?? 'label';
-  let raw: string;
-  try {
-    raw = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`nodegrad: finetune: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const raw = await readTextFile('finetune', file);
   const out: TextExample[] = [];
   const take = (rec: Record<string, unknown>, where: string): void => {
     const t = rec[textField], l = rec[labelField];
@@ -65,16 +60,9 @@ export async function readLabelledExamples(file: string, opts: { textField?: str
     for (const f of [textField, labelField]) if (!header.includes(f)) throw new Error(`nodegrad: finetune: ${file}: no column '${f}' (columns: ${header.join(', ')})`);
     rows.slice(1).forEach((r, i) => take(Object.fromEntries(header.map((h, k) => [h, r[k]])), `${file} row ${i + 2}`));
   } else {
-    raw.split('\n').forEach((line, i) => {
-      if (!line.trim()) return;
-      let rec: unknown;
-      try {
-        rec = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`nodegrad: finetune: ${file} line ${i + 1}: invalid JSON (${(e as Error).message})`);
-      }
-      if (!rec || typeof rec !== 'object') throw new Error(`nodegrad: finetune: ${file} line ${i + 1}: expected a JSON object`);
-      take(rec as Record<string, unknown>, `${file} line ${i + 1}`);
+    forEachJsonLine('finetune', file, raw, (rec, line) => {
+      if (!rec || typeof rec !== 'object') throw new Error(`nodegrad: finetune: ${file} line ${line}: expected a JSON object`);
+      take(rec as Record<string, unknown>, `${file} line ${line}`);
     });
   }
   if (out.length === 0) throw new Error(`nodegrad: finetune: ${file} holds no examples`);
@@ -205,6 +193,20 @@ export function evaluateClassifier(model: BertForSequenceClassification, data: C
   };
 }
 
+/**
+ * The fine-tuning learning rate: linear warmup over the first tenth of maxSteps (at least
+ * one step), then linear decay to 0 at maxSteps.
+ */
+export function warmupLinearDecay(lr: number, maxSteps: number): (step: number) => number {
+  const warmup = Math.max(1, Math.floor(maxSteps / 10));
+  return (s) => (s < warmup ? (lr * (s + 1)) / warmup : lr * Math.max(0, (maxSteps - s) / Math.max(1, maxSteps - warmup)));
+}
+
+/** The line logged after each epoch's validation. */
+export function epochReport(step: number, stepsPerEpoch: number, ev: ClassifierEval): string {
+  return `epoch ${Math.ceil(step / stepsPerEpoch)}: val loss ${ev.loss.toFixed(4)}, accuracy ${(100 * ev.accuracy).toFixed(2)}%, macro F1 ${ev.macroF1.toFixed(4)}`;
+}
+
 export interface FinetuneOptions {
   train: TextExample[];
   val: TextExample[];
@@ -263,18 +265,17 @@ export async function finetuneClassifier(o: FinetuneOptions): Promise<FinetuneRe
   const maxSteps = stepsPerEpoch * epochs;
   const lr = o.lr ?? 1e-3;
   const opt = new AdamW(paramGroupsForDecay(model.namedParameters(), 0.01), { lr, weightDecay: 0.01 });
-  const warmup = Math.max(1, Math.floor(maxSteps / 10));
   let best: ClassifierEval | null = null;
   const t0 = performance.now();
   const trainer = new Trainer({
     model, optimizer: opt, train, batchSize, blockSize: maxLength, maxSteps, clipGradNorm: 1.0,
-    lr: (s) => (s < warmup ? (lr * (s + 1)) / warmup : lr * Math.max(0, (maxSteps - s) / Math.max(1, maxSteps - warmup))),
+    lr: warmupLinearDecay(lr, maxSteps),
     lossFn: (m, b) => (m as BertForSequenceClassification).forward({ inputIds: b.x, attentionMask: b.attentionMask, labels: b.y }).loss!,
     logInterval: 20, progress: o.progress ?? 'auto',
     onStep: async (m) => {
       if (m.step % stepsPerEpoch !== 0 && m.step !== maxSteps) return;
       const ev = evaluateClassifier(model, val, names);
-      log(`epoch ${Math.ceil(m.step / stepsPerEpoch)}: val loss ${ev.loss.toFixed(4)}, accuracy ${(100 * ev.accuracy).toFixed(2)}%, macro F1 ${ev.macroF1.toFixed(4)}`);
+      log(epochReport(m.step, stepsPerEpoch, ev));
       if (!best || ev.macroF1 > best.macroF1) {
         best = ev;
         if (o.outDir) {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Tiktoken } from 'js-tiktoken/lite';
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 import { GPT2Tokenizer, bytesToUnicode } from '../../lib/data/bpe.js';
+import { mulberry32 as prng } from '../../lib/random.js';
 import { AutoTokenizer } from '../../lib/data/auto_tokenizer.js';
 
 const require = createRequire(import.meta.url);
@@ -26,18 +27,6 @@ beforeAll(async () => {
   ref = new Tiktoken(gpt2Ranks);
 });
 afterAll(() => { rmSync(dir, { recursive: true, force: true }); });
-
-/** mulberry32: a small seeded PRNG so the generated corpus is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'lazy', 'dog', 'Hello', 'WORLD', 'tokenization', 'transformers',
   'naïve', 'café', 'résumé', 'Straße', 'Ærøskøbing', 'smörgåsbord', 'über', 'déjà', 'façade', 'São', 'Paulo', 'Москва', 'привет',
