@@ -10,7 +10,7 @@ import { setNumThreads } from '../lib/info.js';
 import { main as gpuMain, GPU_BENCHES } from './gpu/run.js';
 import { benchDir, printTable, Peer, timeIt, writeResults, type BenchContext, type Row } from './common.js';
 
-const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt', 'serve', 'llama', 'tokenizer', 'distributed'];
+const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt', 'serve', 'llama', 'tokenizer', 'distributed', 'lora'];
 
 interface Args { quick: boolean; only: string[]; threads: number; peer: boolean; out?: string; gpu: 'auto' | 'only' | 'off' }
 
