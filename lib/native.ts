@@ -58,7 +58,9 @@ export interface NativeAddon {
   fill(shape: number[], out: TypedArray, oOff: number, oSt: Strides, value: number): void;
   randomFill(kind: number, out: TypedArray, n: number, seed: number, offset: number, a: number, b: number): void;
   // Gloo process groups (present only in builds with Gloo; see native/distributed/group.cc)
-  distInit?(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number }): [DistGroupHandle, Promise<void>];
+  distInit?(o: { rank: number; worldSize: number; masterAddr: string; masterPort: number; timeoutMs: number; backend?: 'gloo' | 'nccl'; device?: number }): [DistGroupHandle, Promise<void>];
+  /** Whether backend 'nccl' can run: libnccl found at run time (CUDA builds only; see cuda/nccl.cu). */
+  distNcclInfo?(): { available: boolean; version: string; path: string; why: string };
   distAllReduce?(g: DistGroupHandle, buf: TypedArray, off: number, n: number, op: number): Promise<void>;
   distBroadcast?(g: DistGroupHandle, buf: TypedArray, off: number, n: number, src: number): Promise<void>;
   distAllGather?(g: DistGroupHandle, inp: TypedArray, inOff: number, n: number, out: TypedArray, outOff: number): Promise<void>;

@@ -4,14 +4,17 @@
 // same collectives in the same order, as with torch.distributed.
 import { native, type DistGroupHandle } from '../native.js';
 import { Tensor } from '../tensor.js';
-import { Storage } from '../storage.js';
+import { Storage, cudaDeviceCount, cudaIndex } from '../storage.js';
 import type { DType } from '../dtype.js';
 
 export type Backend = 'gloo' | 'nccl';
 export type ReduceOp = 'sum' | 'avg' | 'max';
 
 export interface InitProcessGroupOptions {
-  /** 'gloo' (CPU tensors; the default) or 'nccl' (CUDA tensors). */
+  /**
+   * 'gloo' (CPU tensors; the default) or 'nccl' (CUDA tensors on the device LOCAL_RANK
+   * selects, through libnccl.so.2 opened at run time; CPU tensors still go through Gloo).
+   */
   backend?: Backend;
   /** Defaults: RANK, WORLD_SIZE, MASTER_ADDR (127.0.0.1), MASTER_PORT (29500), as torchrun sets them. */
   rank?: number;
@@ -28,10 +31,13 @@ interface Group {
   rank: number;
   worldSize: number;
   localRank: number;
+  /** The CUDA device of the NCCL communicator (-1 for gloo). */
+  device: number;
 }
 
 const OP_CODE: Record<ReduceOp, number> = { sum: 0, avg: 1, max: 2 };
 const DTYPES: readonly DType[] = ['float32', 'float64', 'int32'];
+const NCCL_DTYPES: readonly DType[] = ['float32', 'float64', 'int32', 'bfloat16', 'float16'];
 
 // The default process group (as torch.distributed has one per process).
 let current: Group | null = null;
@@ -42,6 +48,21 @@ export const NO_GLOO_MESSAGE =
 /** Whether this build of the addon carries the Gloo process group. */
 export function isGlooAvailable(): boolean {
   return typeof native.distInit === 'function';
+}
+
+/** Why backend 'nccl' cannot run here (null when it can): no usable CUDA device, or no libnccl. */
+export function ncclUnavailableReason(): string | null {
+  const why: string[] = [];
+  if (cudaDeviceCount() === 0) why.push(`no usable CUDA device: ${native.cudaInfo().unavailableReason ?? 'nodegrad was built without CUDA'}`);
+  const info = native.distNcclInfo?.();
+  if (!info) why.push('this build has no NCCL support (built without CUDA or without Gloo)');
+  else if (!info.available) why.push(info.why);
+  return why.length ? why.join('; ') : null;
+}
+
+/** Whether backend 'nccl' can run here: a CUDA build with a usable device, and libnccl.so.2 found at run time. */
+export function isNcclAvailable(): boolean {
+  return isGlooAvailable() && ncclUnavailableReason() === null;
 }
 
 function envInt(name: string, fallback: number | undefined): number | undefined {
@@ -66,10 +87,12 @@ export async function initProcessGroup(opts: InitProcessGroupOptions = {}): Prom
   if (backend !== 'gloo' && backend !== 'nccl') {
     throw new Error(`nodegrad: distributed: initProcessGroup: unknown backend (got "${String(backend)}"; expected "gloo" or "nccl")`);
   }
+  // both backends rendezvous through the store that comes with the Gloo build
+  if (!isGlooAvailable()) throw new Error(backend === 'nccl' ? `${NO_GLOO_MESSAGE} (backend 'nccl' uses its rendezvous store)` : NO_GLOO_MESSAGE);
   if (backend === 'nccl') {
-    throw new Error('nodegrad: distributed: initProcessGroup: the nccl backend is not available in this build yet (got backend "nccl"; expected "gloo": move tensors to the CPU for the collectives)');
+    const why = ncclUnavailableReason();
+    if (why !== null) throw new Error(`nodegrad: distributed: backend 'nccl' needs CUDA tensors and libnccl.so.2 (${why}); use backend 'gloo' for CPU tensors`);
   }
-  if (!isGlooAvailable()) throw new Error(NO_GLOO_MESSAGE);
   const worldSize = checkInt('worldSize', opts.worldSize ?? envInt('WORLD_SIZE', 1), 1, 65536, 'an integer >= 1 (WORLD_SIZE)');
   const rank = checkInt('rank', opts.rank ?? envInt('RANK', 0), 0, worldSize - 1, `0 <= rank < worldSize ${worldSize} (RANK)`);
   const masterPort = checkInt('masterPort', opts.masterPort ?? envInt('MASTER_PORT', 29500), 1, 65535, 'a TCP port 1..65535 (MASTER_PORT)');
@@ -79,8 +102,16 @@ export async function initProcessGroup(opts: InitProcessGroupOptions = {}): Prom
   }
   const timeoutMs = checkInt('timeoutMs', opts.timeoutMs ?? envInt('NODEGRAD_DIST_TIMEOUT_MS', 300000), 1, 2 ** 31 - 1, 'a positive number of milliseconds');
   const localRank = envInt('LOCAL_RANK', rank) ?? rank;
-  const [handle, ready] = native.distInit!({ rank, worldSize, masterAddr, masterPort, timeoutMs });
-  const g: Group = { handle, backend, rank, worldSize, localRank };
+  let device = -1;
+  if (backend === 'nccl') {
+    const n = cudaDeviceCount();
+    if (!Number.isSafeInteger(localRank) || localRank < 0 || localRank >= n) {
+      throw new Error(`nodegrad: distributed: initProcessGroup: LOCAL_RANK selects this rank's CUDA device (got ${localRank}; expected 0 <= LOCAL_RANK < ${n}, the CUDA devices cuda:0..cuda:${n - 1})`);
+    }
+    device = localRank;
+  }
+  const [handle, ready] = native.distInit!({ rank, worldSize, masterAddr, masterPort, timeoutMs, backend, device });
+  const g: Group = { handle, backend, rank, worldSize, localRank, device };
   try {
     await ready;
   } catch (e) {
@@ -113,13 +144,21 @@ export function getBackend(): Backend {
   return group('getBackend').backend;
 }
 
-function checkTensor(op: string, t: Tensor, what = 'tensor'): void {
+// gloo: CPU tensors; nccl: CUDA tensors on the communicator's device (CPU tensors go through Gloo).
+function checkTensor(op: string, g: Group, t: Tensor, what = 'tensor'): void {
   if (!(t instanceof Tensor)) throw new Error(`nodegrad: distributed: ${op}: ${what} must be a Tensor (got ${typeof t})`);
+  let dtypes = DTYPES;
   if (t.device !== 'cpu') {
-    throw new Error(`nodegrad: distributed: ${op}: the gloo backend takes CPU tensors (got ${what} on ${t.device}; expected cpu: use .cpu())`);
+    if (g.backend !== 'nccl') {
+      throw new Error(`nodegrad: distributed: ${op}: the gloo backend takes CPU tensors (got ${what} on ${t.device}; expected cpu: use .cpu(), or initProcessGroup({ backend: 'nccl' }) for CUDA tensors)`);
+    }
+    if (cudaIndex(t.device) !== g.device) {
+      throw new Error(`nodegrad: distributed: ${op}: ${what} is on ${t.device}, but this rank's NCCL communicator is on cuda:${g.device} (LOCAL_RANK selects it; expected cuda:${g.device})`);
+    }
+    dtypes = NCCL_DTYPES;
   }
-  if (!DTYPES.includes(t.dtype)) {
-    throw new Error(`nodegrad: distributed: ${op}: unsupported dtype (got ${t.dtype}; expected ${DTYPES.join(', ')})`);
+  if (!dtypes.includes(t.dtype)) {
+    throw new Error(`nodegrad: distributed: ${op}: unsupported dtype (got ${t.dtype} on ${t.device}; expected ${dtypes.join(', ')})`);
   }
   if (!t.isContiguous()) throw new Error(`nodegrad: distributed: ${op}: ${what} must be contiguous (got strides [${t.strides.join(',')}]; call .contiguous() first)`);
 }
@@ -128,7 +167,7 @@ function reduceCode(op: string, t: Tensor, r: ReduceOp | undefined): number {
   const name = r ?? 'sum';
   const code = OP_CODE[name];
   if (code === undefined) throw new Error(`nodegrad: distributed: ${op}: unknown reduce op (got "${String(name)}"; expected sum, avg or max)`);
-  if (name === 'avg' && t.dtype === 'int32') throw new Error(`nodegrad: distributed: ${op}: avg needs a floating dtype (got int32; expected float32 or float64, or use sum)`);
+  if (name === 'avg' && t.dtype === 'int32') throw new Error(`nodegrad: distributed: ${op}: avg needs a floating dtype (got int32; expected a floating dtype, or use sum)`);
   return code;
 }
 
@@ -147,7 +186,7 @@ async function holding<T>(storages: Storage[], p: Promise<void>, value: T): Prom
 /** Reduces `t` over every rank, in place (op: 'sum' | 'avg' | 'max'); resolves to `t`. */
 export function allReduce(t: Tensor, opts: { op?: ReduceOp } = {}): Promise<Tensor> {
   const g = group('allReduce');
-  checkTensor('allReduce', t);
+  checkTensor('allReduce', g, t);
   const code = reduceCode('allReduce', t, opts.op);
   t.storage.bumpVersion('allReduce');
   return holding([t.storage], native.distAllReduce!(g.handle, t.storage.data, t.offset, t.numel, code), t);
@@ -156,7 +195,7 @@ export function allReduce(t: Tensor, opts: { op?: ReduceOp } = {}): Promise<Tens
 /** Copies rank `src`'s values of `t` into `t` on every rank; resolves to `t`. */
 export function broadcast(t: Tensor, opts: { src?: number } = {}): Promise<Tensor> {
   const g = group('broadcast');
-  checkTensor('broadcast', t);
+  checkTensor('broadcast', g, t);
   const src = opts.src ?? 0;
   if (!Number.isSafeInteger(src) || src < 0 || src >= g.worldSize) {
     throw new Error(`nodegrad: distributed: broadcast: src out of range (got ${String(src)}; expected 0 <= src < worldSize ${g.worldSize})`);
@@ -168,9 +207,9 @@ export function broadcast(t: Tensor, opts: { src?: number } = {}): Promise<Tenso
 /** Every rank's `t` (same shape and dtype on every rank), in rank order. */
 export async function allGather(t: Tensor): Promise<Tensor[]> {
   const g = group('allGather');
-  checkTensor('allGather', t);
+  checkTensor('allGather', g, t);
   const n = t.numel;
-  const out = new Storage('cpu', t.dtype, n * g.worldSize);
+  const out = new Storage(t.device, t.dtype, n * g.worldSize, undefined, false);
   const parts: Tensor[] = [];
   for (let r = 0; r < g.worldSize; r++) parts.push(new Tensor(out, t.shape, contiguous(t.shape), r * n));
   await holding([t.storage, out], native.distAllGather!(g.handle, t.storage.data, t.offset, n, out.data, 0), null);
@@ -183,7 +222,7 @@ export async function allGather(t: Tensor): Promise<Tensor[]> {
  */
 export async function reduceScatter(t: Tensor, opts: { op?: ReduceOp } = {}): Promise<Tensor> {
   const g = group('reduceScatter');
-  checkTensor('reduceScatter', t);
+  checkTensor('reduceScatter', g, t);
   const code = reduceCode('reduceScatter', t, opts.op);
   const d0 = t.shape[0] ?? 1;
   if (t.shape.length === 0 || d0 % g.worldSize !== 0) {
@@ -191,7 +230,7 @@ export async function reduceScatter(t: Tensor, opts: { op?: ReduceOp } = {}): Pr
   }
   const shape = [d0 / g.worldSize, ...t.shape.slice(1)];
   const per = t.numel / g.worldSize;
-  const out = new Storage('cpu', t.dtype, per);
+  const out = new Storage(t.device, t.dtype, per, undefined, false);
   const res = new Tensor(out, shape, contiguous(shape), 0);
   await holding([t.storage, out], native.distReduceScatter!(g.handle, t.storage.data, t.offset, t.numel, out.data, 0, code), null);
   return res;

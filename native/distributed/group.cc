@@ -1,4 +1,6 @@
-// Process groups over Gloo (CPU tensors). Every collective of a group runs on the
+// Process groups over Gloo (CPU tensors) and, in CUDA builds, NCCL (CUDA tensors: a
+// backend 'nccl' group holds a Gloo context for CPU tensors too, and one NCCL
+// communicator on its device, cuda/nccl.cu). Every collective of a group runs on the
 // group's own worker thread, in the order JavaScript issued them (every rank must issue
 // the same sequence, as with torch.distributed), and settles a Promise on the JS thread
 // through a thread-safe function: the event loop never waits on the network.
@@ -22,6 +24,9 @@
 
 #include "bind/util.h"
 #include "distributed/store.h"
+#if NG_HAS_CUDA
+#include "cuda/nccl.h"
+#endif
 
 namespace ng {
 namespace {
@@ -47,6 +52,11 @@ struct Group {
   std::unique_ptr<dist::StoreServer> server;
   std::unique_ptr<dist::StoreClient> store;
   std::shared_ptr<gloo::rendezvous::Context> ctx;
+  bool nccl = false;  // backend 'nccl': CUDA tensors of `device` go through `comm`
+  int device = -1;
+#if NG_HAS_CUDA
+  cuda::nccl::Communicator* comm = nullptr;
+#endif
   uint32_t tag = 0;
   std::string failed;  // the first collective error: the group is unusable afterwards
   bool destroyed = false;
@@ -220,9 +230,22 @@ struct Span {
   char* ptr;
   size_t n;
 };
-Span span_at(const Napi::CallbackInfo& info, size_t i, const char* op) {
+// A CUDA buffer is accepted only by a backend 'nccl' group, on the group's device.
+Buf collective_buf(const Group* g, const Napi::Value& v, const char* op, const char* what) {
+  Buf b = to_buf(v, op, what);
+  if (b.device < 0) return b;
+  if (!g->nccl)
+    throw Error(std::string("distributed: ") + op + ": the gloo backend takes CPU tensors (got " + what + " on cuda:" +
+                std::to_string(b.device) + "; expected cpu: use .cpu(), or initProcessGroup({ backend: 'nccl' }))");
+  if (b.device != g->device)
+    throw Error(std::string("distributed: ") + op + ": " + what + " is on cuda:" + std::to_string(b.device) +
+                " but this rank's NCCL communicator is on cuda:" + std::to_string(g->device) + " (LOCAL_RANK selects it)");
+  return b;
+}
+
+Span span_at(const Group* g, const Napi::CallbackInfo& info, size_t i, const char* op) {
   Span s;
-  s.b = to_cpu_buf(info[i], op, "tensor");
+  s.b = collective_buf(g, info[i], op, "tensor");
   int64_t off = to_i64(info[i + 1], op, "offset");
   int64_t n = to_i64(info[i + 2], op, "count");
   check_extent(s.b, off, n, op, "tensor");
@@ -241,6 +264,21 @@ Napi::Value DistInit(const Napi::CallbackInfo& info) {
   g->master_addr = o.Get("masterAddr").As<Napi::String>().Utf8Value();
   g->master_port = static_cast<int>(to_i64(o.Get("masterPort"), "distInit", "masterPort"));
   g->timeout = std::chrono::milliseconds(to_i64(o.Get("timeoutMs"), "distInit", "timeoutMs"));
+  if (o.Has("backend") && o.Get("backend").As<Napi::String>().Utf8Value() == "nccl") {
+#if NG_HAS_CUDA
+    g->nccl = true;
+    g->device = static_cast<int>(to_i64(o.Get("device"), "distInit", "device"));
+    std::string why;
+    if (!cuda::nccl::load(&why)) {
+      delete g;
+      throw Error("distributed: backend 'nccl' needs CUDA tensors and libnccl.so.2 (" + why +
+                  "); use backend 'gloo' for CPU tensors");
+    }
+#else
+    delete g;
+    throw Error("distributed: backend 'nccl' needs CUDA tensors and libnccl.so.2 (this build has no CUDA); use backend 'gloo' for CPU tensors");
+#endif
+  }
   // rank 0 binds the store here, on the JS thread, so "port in use" throws at once
   if (g->rank == 0) g->server = std::make_unique<dist::StoreServer>(g->master_addr, g->master_port, g->world_size);
   g->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "nodegrad.distributed", 0, 1);
@@ -271,6 +309,22 @@ Napi::Value DistInit(const Napi::CallbackInfo& info) {
       throw Error(explain_failure(g, "initProcessGroup", e.what()));
     }
     g->ctx = ctx;
+#if NG_HAS_CUDA
+    if (g->nccl) {
+      // rank 0 makes the communicator's id and hands it out through the rendezvous store
+      std::vector<char> id(cuda::nccl::kUniqueIdBytes);
+      if (g->rank == 0) {
+        cuda::nccl::unique_id(id.data());
+        g->store->set("nodegrad/nccl/id", id);
+      } else {
+        id = g->store->get("nodegrad/nccl/id");
+        if (id.size() != cuda::nccl::kUniqueIdBytes)
+          throw Error("distributed: initProcessGroup: bad NCCL id from the store (got " + std::to_string(id.size()) +
+                      " bytes; expected 128)");
+      }
+      g->comm = cuda::nccl::comm_init(g->device, g->world_size, g->rank, id.data());
+    }
+#endif
   });
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(0u, Napi::External<Group>::New(env, g));
@@ -281,20 +335,27 @@ Napi::Value DistInit(const Napi::CallbackInfo& info) {
 // distAllReduce(handle, buf, offset, count, op: 0 sum | 1 avg | 2 max)
 Napi::Value DistAllReduce(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
-  Span s = span_at(info, 1, "allReduce");
+  Span s = span_at(g, info, 1, "allReduce");
   int op = static_cast<int>(to_i64(info[4], "allReduce", "op"));
   return submit(info.Env(), g, "allReduce", [g, s, op] {
-    if (s.n > 0) allreduce_raw(g, s.b.dtype, s.ptr, s.n, op);
+    if (s.n == 0) return;
+#if NG_HAS_CUDA
+    if (s.b.device >= 0) return cuda::nccl::all_reduce(g->comm, s.ptr, s.n, s.b.dtype, op, g->timeout);
+#endif
+    allreduce_raw(g, s.b.dtype, s.ptr, s.n, op);
   }, {info[1]});
 }
 
 // distBroadcast(handle, buf, offset, count, root)
 Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
-  Span s = span_at(info, 1, "broadcast");
+  Span s = span_at(g, info, 1, "broadcast");
   int root = static_cast<int>(to_i64(info[4], "broadcast", "src"));
   return submit(info.Env(), g, "broadcast", [g, s, root] {
     if (s.n == 0) return;
+#if NG_HAS_CUDA
+    if (s.b.device >= 0) return cuda::nccl::broadcast(g->comm, s.ptr, s.n, s.b.dtype, root, g->timeout);
+#endif
     gloo::BroadcastOptions o(g->ctx);
     o.setOutput(s.ptr, s.n * dtype_size(s.b.dtype));
     o.setRoot(root);
@@ -307,13 +368,18 @@ Napi::Value DistBroadcast(const Napi::CallbackInfo& info) {
 // distAllGather(handle, in, inOffset, count, out, outOffset): out holds worldSize*count
 Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
-  Span in = span_at(info, 1, "allGather");
-  Buf ob = to_cpu_buf(info[4], "allGather", "output");
+  Span in = span_at(g, info, 1, "allGather");
+  Buf ob = collective_buf(g, info[4], "allGather", "output");
+  if (ob.device != in.b.device || ob.dtype != in.b.dtype)
+    throw Error("distributed: allGather: the output must be on the input's device with its dtype");
   int64_t ooff = to_i64(info[5], "allGather", "output offset");
   check_extent(ob, ooff, static_cast<int64_t>(in.n) * g->world_size, "allGather", "output");
   char* out = static_cast<char*>(ob.data) + ooff * dtype_size(ob.dtype);
   return submit(info.Env(), g, "allGather", [g, in, out] {
     if (in.n == 0) return;
+#if NG_HAS_CUDA
+    if (in.b.device >= 0) return cuda::nccl::all_gather(g->comm, in.ptr, out, in.n, in.b.dtype, g->timeout);
+#endif
     size_t bytes = in.n * dtype_size(in.b.dtype);
     gloo::AllgatherOptions o(g->ctx);
     o.setInput(in.ptr, bytes);
@@ -329,8 +395,10 @@ Napi::Value DistAllGather(const Napi::CallbackInfo& info) {
 // all-reduce of a scratch copy (as torch's Gloo backend does for uneven layouts).
 Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
-  Span in = span_at(info, 1, "reduceScatter");
-  Buf ob = to_cpu_buf(info[4], "reduceScatter", "output");
+  Span in = span_at(g, info, 1, "reduceScatter");
+  Buf ob = collective_buf(g, info[4], "reduceScatter", "output");
+  if (ob.device != in.b.device || ob.dtype != in.b.dtype)
+    throw Error("distributed: reduceScatter: the output must be on the input's device with its dtype");
   int64_t ooff = to_i64(info[5], "reduceScatter", "output offset");
   int op = static_cast<int>(to_i64(info[6], "reduceScatter", "op"));
   size_t per = in.n / g->world_size;
@@ -338,6 +406,9 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
   char* out = static_cast<char*>(ob.data) + ooff * dtype_size(ob.dtype);
   return submit(info.Env(), g, "reduceScatter", [g, in, out, per, op] {
     if (per == 0) return;
+#if NG_HAS_CUDA
+    if (in.b.device >= 0) return cuda::nccl::reduce_scatter(g->comm, in.ptr, out, per, in.b.dtype, op, g->timeout);
+#endif
     size_t es = dtype_size(in.b.dtype);
     std::vector<char> scratch(in.ptr, in.ptr + in.n * es);
     allreduce_raw(g, in.b.dtype, scratch.data(), in.n, op);
@@ -348,6 +419,9 @@ Napi::Value DistReduceScatter(const Napi::CallbackInfo& info) {
 Napi::Value DistBarrier(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
   return submit(info.Env(), g, "barrier", [g] {
+#if NG_HAS_CUDA
+    if (g->comm) return cuda::nccl::barrier(g->comm, g->timeout);  // also waits for the device's queued work
+#endif
     gloo::BarrierOptions o(g->ctx);
     o.setTag(g->tag++);
     o.setTimeout(g->timeout);
@@ -361,6 +435,10 @@ Napi::Value DistDestroy(const Napi::CallbackInfo& info) {
   Group* g = group_arg(info[0]);
   g->destroyed = true;
   Napi::Value p = submit(info.Env(), g, "destroyProcessGroup", [g] {
+#if NG_HAS_CUDA
+    cuda::nccl::comm_destroy(g->comm);
+    g->comm = nullptr;
+#endif
     g->ctx.reset();
     if (g->store) g->store->bye();
     if (g->server) g->server->shutdown(g->timeout);
@@ -368,6 +446,26 @@ Napi::Value DistDestroy(const Napi::CallbackInfo& info) {
     g->server.reset();
   }, {}, true);
   return p;
+}
+
+// distNcclInfo() -> { available, version, path, why }: whether backend 'nccl' can run here.
+Napi::Value DistNcclInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#if NG_HAS_CUDA
+  std::string why;
+  bool ok = cuda::nccl::load(&why);
+  o.Set("available", ok);
+  o.Set("version", cuda::nccl::version_string());
+  o.Set("path", cuda::nccl::library_path());
+  o.Set("why", why);
+#else
+  o.Set("available", false);
+  o.Set("version", "");
+  o.Set("path", "");
+  o.Set("why", "this build has no CUDA");
+#endif
+  return o;
 }
 
 }  // namespace
@@ -380,6 +478,7 @@ void InitDist(Napi::Env env, Napi::Object exports) {
   NG_EXPORT(exports, env, "distReduceScatter", DistReduceScatter);
   NG_EXPORT(exports, env, "distBarrier", DistBarrier);
   NG_EXPORT(exports, env, "distDestroy", DistDestroy);
+  NG_EXPORT(exports, env, "distNcclInfo", DistNcclInfo);
 }
 
 }  // namespace ng

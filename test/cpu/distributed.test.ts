@@ -118,6 +118,21 @@ describe.skipIf(!hasGloo)('distributed (gloo, 127.0.0.1)', () => {
   });
 });
 
+describe.skipIf(!hasGloo || ng.distributed.isNcclAvailable())('distributed: backend nccl without a CUDA device or libnccl', () => {
+  it('initProcessGroup({ backend: nccl }) is a clear Error saying what was searched', async () => {
+    const d = ng.distributed;
+    {  // the library lookup happened once already, at collection time (isNcclAvailable above)
+      const err = await d.initProcessGroup({ backend: 'nccl', rank: 0, worldSize: 1, masterPort: await freePort() }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/^nodegrad: distributed: backend 'nccl' needs CUDA tensors and libnccl\.so\.2 \(.+\); use backend 'gloo' for CPU tensors$/);
+      if (ng.info().cuda.compiled) expect((err as Error).message).toMatch(/not found: searched NODEGRAD_NCCL( \(unset\)|=.+), libnccl\.so\.2 \(LD_LIBRARY_PATH, ldconfig\), site-packages\/nvidia\/\{nccl,cu13,cu12\}\/lib/);
+      expect(d.isInitialized()).toBe(false);
+      await d.initProcessGroup({ rank: 0, worldSize: 1, masterPort: await freePort(), timeoutMs: 5000 });  // gloo still works
+      await d.destroyProcessGroup();
+    }
+  });
+});
+
 describe.skipIf(hasGloo)('distributed without Gloo', () => {
   it('initProcessGroup says what to install', async () => {
     await expect(ng.distributed.initProcessGroup()).rejects.toThrow(/this build has no Gloo; install libgloo-dev/);
