@@ -4,7 +4,7 @@
 // Search order: $NODEGRAD_CUBLASLT (a path; "off" disables cuBLASLt), the sonames
 // libcublasLt.so.13 / .so.12 / .so (LD_LIBRARY_PATH, ldconfig), /usr/local/cuda/lib64,
 // /usr/local/cuda/targets/x86_64-linux/lib, then the pip wheels' directories (nvidia-cublas:
-// site-packages/nvidia/{cublas,cu13,cu12}/lib under the system, user and /opt venv Pythons).
+// site-packages/nvidia/{cublas,cu13,cu12}/lib under the Pythons of dynlib::python_roots()).
 //
 // Per device: one handle and a 32 MiB workspace. Per problem shape (dtype, layouts, sizes,
 // leading dims, batch strides, pointer alignments, epilogue): a matmul descriptor, three
@@ -16,8 +16,6 @@
 //
 // Types come from our own declarations below (the values of cublasLt.h, ABI-stable since
 // CUDA 11); when the header is present at build time they are checked against it.
-#include <dlfcn.h>
-#include <glob.h>
 #include <library_types.h>
 
 #include <algorithm>
@@ -28,6 +26,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cuda/dynlib.h"
 #include "cuda/gemm.h"
 #include "cuda/gemm_internal.cuh"
 
@@ -152,19 +151,11 @@ Api g_api;
 bool g_tried = false;
 DeviceState g_dev[kMaxDevices];
 
-template <class F>
-bool sym(void* lib, const char* name, F* out) {
-  *out = reinterpret_cast<F>(dlsym(lib, name));
-  return *out != nullptr;
-}
+using dynlib::sym;
 
 bool try_open(const std::string& path, std::string* err) {
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* e = dlerror();
-    if (err->empty()) *err = e ? e : ("cannot open " + path);
-    return false;
-  }
+  void* lib = dynlib::open(path, err);
+  if (!lib) return false;
   Api a;
   a.lib = lib;
   bool ok = sym(lib, "cublasLtCreate", &a.create) && sym(lib, "cublasLtGetVersion", &a.get_version) &&
@@ -195,17 +186,6 @@ bool try_open(const std::string& path, std::string* err) {
   return true;
 }
 
-std::vector<std::string> glob_paths(const std::string& pattern) {
-  std::vector<std::string> out;
-  glob_t g;
-  if (glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.push_back(g.gl_pathv[i]);
-  }
-  globfree(&g);
-  std::sort(out.rbegin(), out.rend());  // libcublasLt.so.13 before .so.12
-  return out;
-}
-
 // Loads the library once per process (under g_mu).
 void load_locked() {
   if (g_tried) return;
@@ -227,15 +207,10 @@ void load_locked() {
   for (const char* dir : {"/usr/local/cuda/lib64/", "/usr/local/cuda/targets/x86_64-linux/lib/"})
     for (const char* n : names)
       if (try_open(std::string(dir) + n, &err)) return;
-  std::vector<std::string> roots = {"/usr/lib/python3*/site-packages", "/usr/lib/python3*/dist-packages",
-                                    "/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
-                                    "/opt/*/.venv/lib/python3*/site-packages", "/opt/*/lib/python3*/site-packages"};
-  if (const char* home = std::getenv("HOME")) roots.push_back(std::string(home) + "/.local/lib/python3*/site-packages");
-  if (const char* venv = std::getenv("VIRTUAL_ENV")) roots.push_back(std::string(venv) + "/lib/python3*/site-packages");
-  for (const std::string& r : roots)
+  for (const std::string& r : dynlib::python_roots())
     for (const char* sub : {"/nvidia/cublas/lib/libcublasLt.so*", "/nvidia/cu13/lib/libcublasLt.so*",
                             "/nvidia/cu12/lib/libcublasLt.so*"})
-      for (const std::string& p : glob_paths(r + sub))
+      for (const std::string& p : dynlib::glob_paths(r + sub))
         if (try_open(p, &err)) return;
   g_api.why = "cuBLASLt not found (" + (err.empty() ? std::string("no candidate library") : err) + ")";
 }

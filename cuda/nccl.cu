@@ -13,9 +13,6 @@
 // A collective is queued on the device's stream and then waited for by polling an event
 // and ncclCommGetAsyncError until the timeout: on an error or the timeout the
 // communicator is aborted (which also frees the kernels spinning on a dead peer).
-#include <dlfcn.h>
-#include <glob.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -25,6 +22,7 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/dynlib.h"
 #include "cuda/nccl.h"
 
 namespace ng {
@@ -66,19 +64,11 @@ std::mutex g_mu;
 Api g_api;
 bool g_tried = false;
 
-template <class F>
-bool sym(void* lib, const char* name, F* out) {
-  *out = reinterpret_cast<F>(dlsym(lib, name));
-  return *out != nullptr;
-}
+using dynlib::sym;
 
 bool try_open(const std::string& path, std::string* err) {
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char* e = dlerror();
-    if (err->empty()) *err = e ? e : ("cannot open " + path);
-    return false;
-  }
+  void* lib = dynlib::open(path, err);
+  if (!lib) return false;
   Api a;
   a.lib = lib;
   bool ok = sym(lib, "ncclGetVersion", &a.get_version) && sym(lib, "ncclGetUniqueId", &a.get_unique_id) &&
@@ -104,50 +94,6 @@ bool try_open(const std::string& path, std::string* err) {
   return true;
 }
 
-std::vector<std::string> glob_paths(const std::string& pattern) {
-  std::vector<std::string> out;
-  glob_t g;
-  if (glob(pattern.c_str(), 0, nullptr, &g) == 0)
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.push_back(g.gl_pathv[i]);
-  globfree(&g);
-  std::sort(out.rbegin(), out.rend());
-  return out;
-}
-
-// site-packages roots: the prefix of every python3 on PATH, the active envs, then the usual ones.
-std::vector<std::string> python_roots() {
-  std::vector<std::string> prefixes;
-  if (const char* path = std::getenv("PATH")) {
-    std::string p = path;
-    size_t start = 0;
-    while (start <= p.size()) {
-      size_t end = p.find(':', start);
-      if (end == std::string::npos) end = p.size();
-      std::string dir = p.substr(start, end - start);
-      start = end + 1;
-      if (dir.empty() || ::access((dir + "/python3").c_str(), X_OK) != 0) continue;
-      size_t slash = dir.find_last_of('/');
-      if (slash != std::string::npos) prefixes.push_back(dir.substr(0, slash));  // "/bin" -> "" -> /lib/...
-    }
-  }
-  for (const char* env : {"VIRTUAL_ENV", "CONDA_PREFIX"})
-    if (const char* v = std::getenv(env)) prefixes.push_back(v);
-  std::vector<std::string> roots;
-  for (const std::string& pre : prefixes) {
-    roots.push_back(pre + "/lib/python3*/site-packages");
-    roots.push_back(pre + "/lib/python3*/dist-packages");
-  }
-  if (const char* home = std::getenv("HOME")) roots.push_back(std::string(home) + "/.local/lib/python3*/site-packages");
-  for (const char* r : {"/usr/lib/python3*/site-packages", "/usr/lib/python3*/dist-packages",
-                        "/usr/local/lib/python3*/dist-packages", "/usr/local/lib/python3*/site-packages",
-                        "/opt/*/.venv/lib/python3*/site-packages", "/opt/*/lib/python3*/site-packages"})
-    roots.push_back(r);
-  std::vector<std::string> uniq;
-  for (auto& r : roots)
-    if (std::find(uniq.begin(), uniq.end(), r) == uniq.end()) uniq.push_back(r);
-  return uniq;
-}
-
 void load_locked() {
   if (g_tried) return;
   g_tried = true;
@@ -163,10 +109,10 @@ void load_locked() {
   }
   if (try_open("libnccl.so.2", &err)) return;
   searched += "libnccl.so.2 (LD_LIBRARY_PATH, ldconfig), ";
-  std::vector<std::string> roots = python_roots();
+  std::vector<std::string> roots = dynlib::python_roots();
   for (const std::string& r : roots)
     for (const char* sub : {"/nvidia/nccl/lib/libnccl.so*", "/nvidia/cu13/lib/libnccl.so*", "/nvidia/cu12/lib/libnccl.so*"})
-      for (const std::string& p : glob_paths(r + sub))
+      for (const std::string& p : dynlib::glob_paths(r + sub))
         if (try_open(p, &err)) return;
   searched += "site-packages/nvidia/{nccl,cu13,cu12}/lib/libnccl.so* under ";
   for (size_t i = 0; i < roots.size(); ++i) searched += (i ? ", " : "") + roots[i];
