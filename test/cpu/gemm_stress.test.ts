@@ -4,19 +4,13 @@
 // family present on this CPU. `npm run stress` runs the long version.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import * as ng from '../../lib/index.js';
+import { gemmKernels, kernelEnv } from '../stress/kernels.js';
 
-const { features } = ng.info().cpu;
-const kernels = ['portable'];
-if (features.includes('avx2') && features.includes('fma')) kernels.push('avx2');
-if (features.includes('avx512f')) kernels.push('avx512');
+const kernels = gemmKernels();
 
 function stress(kernel: string, args: string[]) {
-  const env = { ...process.env };
-  if (kernel === 'avx512') delete env.NODEGRAD_GEMM_KERNEL;
-  else env.NODEGRAD_GEMM_KERNEL = kernel;
   const r = spawnSync(process.execPath, ['--import', './scripts/ts-loader.mjs', 'test/stress/gemm_stress.ts', ...args],
-    { cwd: process.cwd(), encoding: 'utf8', env });
+    { cwd: process.cwd(), encoding: 'utf8', env: kernelEnv(kernel) });
   expect(r.signal, r.stderr).toBeNull();
   const line = r.stdout.trim().split('\n').pop() ?? '';
   expect(line.startsWith('{'), `no report from the stress process: ${r.stderr}`).toBe(true);

@@ -2,25 +2,19 @@
 // this CPU has, with 2 and 3 threads, quiet and under load.
 //   npm run stress [-- --iters N]
 import { spawnSync } from 'node:child_process';
-import * as ng from '../../lib/index.js';
+import { gemmKernels, kernelEnv } from './kernels.js';
 
 const i = process.argv.indexOf('--iters');
 const iters = i >= 0 ? process.argv[i + 1] : '500';
-const { features } = ng.info().cpu;
-const kernels = ['portable'];
-if (features.includes('avx2') && features.includes('fma')) kernels.push('avx2');
-if (features.includes('avx512f')) kernels.push('avx512');
+const kernels = gemmKernels();
 let failed = 0;
 for (const k of kernels)
   for (const threads of ['2', '3'])
     for (const load of [false, true]) {
-      const env = { ...process.env };
-      if (k === 'avx512') delete env.NODEGRAD_GEMM_KERNEL;
-      else env.NODEGRAD_GEMM_KERNEL = k;
       const args = ['--import', './scripts/ts-loader.mjs', 'test/stress/gemm_stress.ts', '--iters',
         k === 'portable' ? String(Math.ceil(Number(iters) / 5)) : iters, '--threads', threads, ...(load ? ['--load'] : [])];
       const t0 = Date.now();
-      const r = spawnSync(process.execPath, args, { encoding: 'utf8', env });
+      const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: kernelEnv(k) });
       const line = r.stdout.trim().split('\n').pop() ?? '';
       let summary = `exit ${r.status}${r.signal ? ` signal ${r.signal}` : ''}`;
       try {
