@@ -31,7 +31,6 @@ static Napi::Value Reduce(const Napi::CallbackInfo& info) {
     idx = static_cast<int32_t*>(ib.data);
   }
   const double correction = to_f64(info[7], op, "correction");
-  if (MI == 0) return info.Env().Undefined();  // an empty result: nothing to compute or write
   int dev = route(op, {&x, &out, has_idx ? &ib : nullptr});
   if (dev >= 0) NG_CUDA(cuda::reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, correction));
   else reduce(rop, x.data, x.dtype, M, R, I, out.data, idx, correction);

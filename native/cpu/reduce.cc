@@ -208,6 +208,7 @@ void reduce_t(ReduceOp op, const T* x, int64_t M, int64_t R, int64_t I, T* out, 
 
 void reduce(ReduceOp op, const void* x, DType dt, int64_t M, int64_t R, int64_t I, void* out, int32_t* idx,
             double correction) {
+  if (M == 0 || I == 0) return;  // an empty result: nothing to compute or write (as the CUDA twin)
   switch (dt) {
     case DType::F32:
       return reduce_t<float>(op, static_cast<const float*>(x), M, R, I, static_cast<float*>(out), idx, correction);
