@@ -66,8 +66,8 @@ export class Tensor {
   grad: Tensor | null = null;
   gradFn: GradNode | null = null;
   retainsGrad = false;
-  /** Internal: registered with the FinalizationRegistry backstop (lib/memory.ts). */
-  _gcRegistered = false;
+  /** Internal: state of the FinalizationRegistry backstop (lib/memory.ts): 0 none, 1 pending, 2 registered. */
+  _gc = 0;
   /** Internal (lib/memory.ts): creation order, and the graph holds of scope() results. */
   _seq = 0;
   _holds: GraphHold[] | null = null;

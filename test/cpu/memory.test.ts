@@ -2,8 +2,11 @@
 // scoped training loop whose tensor count and process memory must stay flat.
 import { describe, expect, it } from 'vitest';
 import * as ng from '../../lib/index.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { scopeDepth } from '../../lib/memory.js';
 
+const loader = fileURLToPath(new URL('../../scripts/ts-loader.mjs', import.meta.url));
 const live = (): number => ng.memory().numTensors;
 const bytes = (): number => ng.memory().numBytes;
 
@@ -213,4 +216,38 @@ describe('a long scoped training loop', () => {
     // and it trained
     expect(last).toBeLessThan(first * 1e-3);
   });
+});
+
+describe('the garbage-collector backstop', () => {
+  it('registers a tensor left outside a scope at the end of the job, and never one disposed before', async () => {
+    const t = ng.zeros([3]);
+    const d = ng.zeros([3]);
+    d.dispose();
+    expect(t._gc).toBe(1);
+    await Promise.resolve();
+    expect(t._gc).toBe(2);
+    expect(d._gc).toBe(0);
+    t.dispose();
+  });
+
+  it('registers waiting tensors after 1024 of them, without waiting for the job to end', () => {
+    const ts = Array.from({ length: 1100 }, () => ng.zeros([1]));
+    expect(ts[0]._gc).toBe(2);
+    expect(ts[1099]._gc).toBe(1);
+    ng.dispose(ts);
+  });
+
+  it('frees tensors nobody disposed once they are collected', () => {
+    const lib = new URL('../../lib/index.ts', import.meta.url).href;
+    const src = `import * as ng from ${JSON.stringify(lib)};
+      const t0 = ng.memory().numTensors;
+      for (let i = 0; i < 5000; i++) ng.add(ng.ones([4]), 1);
+      await new Promise((r) => setTimeout(r, 0));
+      for (let i = 0; i < 5 && ng.memory().numTensors > t0; i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
+      console.log(JSON.stringify({ before: t0, after: ng.memory().numTensors }));`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--import', loader, '--input-type=module', '-e', src], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const { before, after } = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(after).toBe(before);
+  }, 60_000);
 });
