@@ -56,6 +56,9 @@ function viewText(xs: unknown): string {
   return Array.isArray(xs) ? `[${xs.map(String).join(',')}]` : String(xs);
 }
 
+/** Internal (lib/ops/util.ts's empty()): the Tensor constructor's mark of a fresh, contiguous output. */
+export const FRESH: unique symbol = Symbol('nodegrad.freshTensor');
+
 export class Tensor {
   readonly storage: Storage;
   readonly shape: readonly number[];
@@ -77,9 +80,13 @@ export class Tensor {
   _isView = false;
   private disposed = false;
 
-  /** Internal: use nodegrad.tensor(), zeros(), ... to create tensors. */
-  constructor(storage: Storage, shape: readonly number[], strides: readonly number[], offset: number) {
-    checkView(storage, shape, strides, offset);
+  /**
+   * Internal: use nodegrad.tensor(), zeros(), ... to create tensors. `fresh` (FRESH, for
+   * lib/ops/util.ts's empty()) marks a contiguous view at offset 0 over a storage just
+   * made for it, which needs no check.
+   */
+  constructor(storage: Storage, shape: readonly number[], strides: readonly number[], offset: number, fresh?: typeof FRESH) {
+    if (fresh !== FRESH) checkView(storage, shape, strides, offset);
     this.storage = storage;
     this.shape = shape;
     this.strides = strides;

@@ -7,7 +7,7 @@ import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { checkScalarFor, full, readData } from './creation.js';
 import { sumToShape } from './reduce.js';
-import { broadcastShapes, checkAlloc, checkSameDevice, checkTensor, empty, fmt, optionsArg, packBroadcastStrides, packDims, va } from './util.js';
+import { argsBroadcast, argsHead, argsView, broadcastShapes, checkAlloc, checkSameDevice, checkTensor, empty, fmt, optionsArg, packBroadcastStrides, packDims, va } from './util.js';
 
 // The addon also takes shapes and strides packed in Float64Arrays (packDims in util.ts).
 type Dims = number[] | Float64Array;
@@ -23,6 +23,10 @@ declare module '../native.js' {
       x: TypedArray, xOff: number, xSt: Dims, gy: TypedArray, gyOff: number, gySt: Dims, alpha: number): void;
     copy(shape: Dims, dst: TypedArray, dOff: number, dSt: Dims, src: TypedArray, sOff: number, sSt: Dims): void;
     fill(shape: Dims, out: TypedArray, oOff: number, oSt: Dims, value: number): void;
+    // the packed forms (shapes, strides, offsets and scalars in util.ts's ARGS)
+    binaryP(out: TypedArray, a: TypedArray, b: TypedArray): void;
+    binaryScalarP(out: TypedArray, a: TypedArray): void;
+    unaryP(out: TypedArray, x: TypedArray): void;
     where(shape: Dims, out: TypedArray, oOff: number, oSt: Dims, c: TypedArray, cOff: number, cSt: Dims,
       a: TypedArray, aOff: number, aSt: Dims, b: TypedArray, bOff: number, bSt: Dims): void;
   }
@@ -40,7 +44,8 @@ export const Un = {
 } as const;
 export const UnGrad = { relu: 0, gelu: 1, geluTanh: 2, silu: 3, tanh: 4, sigmoid: 5, leakyRelu: 6 } as const;
 
-const COMPARE = new Set<number>([Bin.eq, Bin.ne, Bin.lt, Bin.le, Bin.gt, Bin.ge, Bin.logicalAnd, Bin.logicalOr]);
+// Comparisons and logical ops (bool output): the codes eq..logicalOr, a range (no Set lookup per op)
+const isCompare = (code: number): boolean => code >= Bin.eq && code <= Bin.logicalOr;
 
 const BIN_NAMES: string[] = [];
 for (const [k, v] of Object.entries(Bin)) BIN_NAMES[v] = k;
@@ -140,9 +145,11 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
     if (typeof s !== 'number') throw new Error(`nodegrad: ${name}: operand must be a Tensor or a number (got ${typeof s})`);
     const dt = scalarDType(t, s, code);
     const x = dt === t.dtype ? t : cast(t, dt);
-    const out = empty(x.shape, COMPARE.has(code) ? 'bool' : dt, x.device, false, name);
-    native.binaryScalar(code, packDims(0, x.shape), out.storage.data, out.offset, packDims(1, out.strides),
-      x.storage.data, x.offset, packDims(2, x.strides), s, typeof a === 'number');
+    const out = empty(x.shape, isCompare(code) ? 'bool' : dt, x.device, false, name);
+    argsHead(code, x.shape, s, typeof a === 'number' ? 1 : 0);
+    argsView(0, out.offset, out.strides);
+    argsView(1, x.offset, x.strides);
+    native.binaryScalarP(out.storage.data, x.storage.data);
     if (x !== t) x.dispose();
     return out;
   }
@@ -156,10 +163,17 @@ export function binaryRaw(code: number, a: TensorLike, b: TensorLike): Tensor {
   if (code === Bin.div && !isFloating(dt)) dt = 'float32';
   // logicalAnd / logicalOr: a nonzero test on any dtype
   const x = a.dtype === dt ? a : cast(a, dt), y = b.dtype === dt ? b : cast(b, dt);
-  const out = empty(shape, COMPARE.has(code) ? 'bool' : dt, device, false, name);
-  native.binary(code, packDims(0, out.shape), out.storage.data, out.offset, packDims(1, out.strides),
-    x.storage.data, x.offset, same ? packDims(2, x.strides) : packBroadcastStrides(2, x, shape),
-    y.storage.data, y.offset, same ? packDims(3, y.strides) : packBroadcastStrides(3, y, shape));
+  const out = empty(shape, isCompare(code) ? 'bool' : dt, device, false, name);
+  argsHead(code, shape, 0, 0);
+  argsView(0, out.offset, out.strides);
+  if (same) {
+    argsView(1, x.offset, x.strides);
+    argsView(2, y.offset, y.strides);
+  } else {
+    argsBroadcast(1, x, shape);
+    argsBroadcast(2, y, shape);
+  }
+  native.binaryP(out.storage.data, x.storage.data, y.storage.data);
   if (x !== a) x.dispose();
   if (y !== b) y.dispose();
   return out;
@@ -303,8 +317,10 @@ export function unaryRaw(code: number, x: Tensor, name: string, alpha = 0, beta 
   if (FLOAT_ONLY.has(code) && !isFloating(x.dtype)) src = cast(x, 'float32');
   const boolOut = code === Un.logicalNot || code === Un.isnan || code === Un.isinf;
   const out = empty(src.shape, boolOut ? 'bool' : src.dtype, src.device, false, name);
-  native.unary(code, packDims(0, src.shape), out.storage.data, out.offset, packDims(1, out.strides),
-    src.storage.data, src.offset, packDims(2, src.strides), alpha, beta);
+  argsHead(code, src.shape, alpha, beta);
+  argsView(0, out.offset, out.strides);
+  argsView(1, src.offset, src.strides);
+  native.unaryP(out.storage.data, src.storage.data);
   if (src !== x) src.dispose();
   return out;
 }

@@ -4,7 +4,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import type { DType, TypedArray } from '../dtype.js';
 import { Storage, type Device } from '../storage.js';
 import { native, type DeviceHandle } from '../native.js';
-import { Tensor } from '../tensor.js';
+import { FRESH, Tensor } from '../tensor.js';
 
 export function fmt(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
@@ -85,7 +85,7 @@ export function empty(shape: readonly number[], dtype: DType, device: Device = '
     if (!(e instanceof RangeError)) throw e;
     throw new Error(`nodegrad: ${op}: out of memory allocating a ${dtype} tensor of shape ${fmt(shape)} (${e.message})`, { cause: e });
   }
-  return new Tensor(st, shape.slice(), contiguousStrides(shape), 0);
+  return new Tensor(st, shape.slice(), contiguousStrides(shape), 0, FRESH);
 }
 
 /** The native view triple of a tensor: (buffer, element offset, strides). */
@@ -113,6 +113,50 @@ export function packDims(slot: number, xs: readonly number[]): Float64Array {
   const p = packBuf(slot, n);
   for (let i = 0; i < n; i++) p[i] = xs[i];
   return p;
+}
+
+// The argument block of the packed native entries (binaryP, unaryP...; native/bind/util.h):
+// op code, ndim, up to four views' element offsets, two scalars, the shape and each view's
+// strides, written here and read by the addon without a crossing per argument; the call
+// itself passes only the buffers. Like a packed list, valid only until the next packed call.
+declare module '../native.js' {
+  interface NativeAddon { setArgBlock(block: Float64Array): void }
+}
+export const ARGS = new Float64Array(new ArrayBuffer(8 * (8 + MAX_DIMS * 5)));
+native.setArgBlock(ARGS);
+
+/**
+ * Fills ARGS with the op code, the shape and two scalars. A shape of more than MAX_DIMS
+ * dims is left for the addon to reject (its ndim is written, its dims are not).
+ */
+export function argsHead(code: number, shape: readonly number[], s0: number, s1: number): void {
+  const n = shape.length;
+  ARGS[0] = code;
+  ARGS[1] = n;
+  ARGS[6] = s0;
+  ARGS[7] = s1;
+  if (n > MAX_DIMS) return;
+  for (let i = 0; i < n; i++) ARGS[8 + i] = shape[i];
+}
+
+/** View k of a packed call (after argsHead with the same ndim): its offset and strides. */
+export function argsView(k: number, offset: number, strides: readonly number[]): void {
+  const n = strides.length;
+  ARGS[2 + k] = offset;
+  if (n > MAX_DIMS) return;
+  const base = 8 + n * (k + 1);
+  for (let i = 0; i < n; i++) ARGS[base + i] = strides[i];
+}
+
+/** View k of a packed call reading t broadcast to `shape` (0 strides on broadcast dims). */
+export function argsBroadcast(k: number, t: Tensor, shape: readonly number[]): void {
+  const n = shape.length;
+  ARGS[2 + k] = t.offset;
+  if (n > MAX_DIMS) return;
+  const base = 8 + n * (k + 1);
+  const off = n - t.ndim;
+  for (let i = 0; i < off; i++) ARGS[base + i] = 0;
+  for (let i = 0; i < t.ndim; i++) ARGS[base + off + i] = t.shape[i] === 1 && shape[off + i] !== 1 ? 0 : t.strides[i];
 }
 
 /** broadcastStrides(t, shape) packed in the scratch buffer `slot`. */

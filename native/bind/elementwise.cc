@@ -103,7 +103,79 @@ static Napi::Value Fill(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- packed entries: shapes, strides, offsets and scalars come in the argument block
+// (bind/util.h), the buffers as arguments; the per-op host path of lib/ops/elementwise.ts.
+
+// setArgBlock(Float64Array): the block of this environment; a reference keeps it alive.
+static thread_local napi_ref g_block_ref = nullptr;
+static void drop_block(void*) {
+  set_arg_block(nullptr);
+  g_block_ref = nullptr;  // (the environment that owned the reference is going away)
+}
+static Napi::Value SetArgBlock(const Napi::CallbackInfo& info) {
+  const char* op = "setArgBlock";
+  napi_env env = info.Env();
+  napi_typedarray_type type;
+  size_t len = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, info[0], &type, &len, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || len < kArgBlockLen)
+    throw Error(std::string(op) + ": expects a Float64Array of at least " + std::to_string(kArgBlockLen) + " elements");
+  napi_ref ref;
+  if (napi_create_reference(env, info[0], 1, &ref) != napi_ok) throw Error(std::string(op) + ": cannot keep the block");
+  if (g_block_ref != nullptr) napi_delete_reference(env, g_block_ref);
+  else napi_add_env_cleanup_hook(env, drop_block, nullptr);
+  g_block_ref = ref;
+  set_arg_block(static_cast<const double*>(data));
+  return Napi::Value();
+}
+
+// binaryP(out, a, b): block [op, ndim, oOff, aOff, bOff, -, -, -, shape, oSt, aSt, bSt]
+static Napi::Value BinaryP(const Napi::CallbackInfo& info) {
+  const char* op = "binary";
+  BlockArgs g;
+  read_block(g, 3, op);
+  View out = block_view(info, 0, g, 0, op, "out");
+  View a = block_view(info, 1, g, 1, op, "a");
+  View b = block_view(info, 2, g, 2, op, "b");
+  int dev = route(op, {&out, &a, &b});
+  if (dev >= 0) NG_CUDA(cuda::binary(static_cast<BinaryOp>(g.code), a, b, out));
+  else binary(static_cast<BinaryOp>(g.code), a, b, out);
+  return Napi::Value();
+}
+
+// binaryScalarP(out, a): block [op, ndim, oOff, aOff, -, -, scalar, reverse, shape, oSt, aSt]
+static Napi::Value BinaryScalarP(const Napi::CallbackInfo& info) {
+  const char* op = "binaryScalar";
+  BlockArgs g;
+  read_block(g, 2, op);
+  View out = block_view(info, 0, g, 0, op, "out");
+  View a = block_view(info, 1, g, 1, op, "a");
+  bool reverse = g.s1 != 0;
+  int dev = route(op, {&out, &a});
+  if (dev >= 0) NG_CUDA(cuda::binary_scalar(static_cast<BinaryOp>(g.code), a, g.s0, reverse, out));
+  else binary_scalar(static_cast<BinaryOp>(g.code), a, g.s0, reverse, out);
+  return Napi::Value();
+}
+
+// unaryP(out, x): block [op, ndim, oOff, xOff, -, -, alpha, beta, shape, oSt, xSt]
+static Napi::Value UnaryP(const Napi::CallbackInfo& info) {
+  const char* op = "unary";
+  BlockArgs g;
+  read_block(g, 2, op);
+  View out = block_view(info, 0, g, 0, op, "out");
+  View x = block_view(info, 1, g, 1, op, "x");
+  int dev = route(op, {&out, &x});
+  if (dev >= 0) NG_CUDA(cuda::unary(static_cast<UnaryOp>(g.code), x, out, g.s0, g.s1));
+  else unary(static_cast<UnaryOp>(g.code), x, out, g.s0, g.s1);
+  return Napi::Value();
+}
+
 void InitElementwise(Napi::Env env, Napi::Object exports) {
+  NG_EXPORT(exports, env, "setArgBlock", SetArgBlock);
+  NG_EXPORT(exports, env, "binaryP", BinaryP);
+  NG_EXPORT(exports, env, "binaryScalarP", BinaryScalarP);
+  NG_EXPORT(exports, env, "unaryP", UnaryP);
   NG_EXPORT(exports, env, "binary", Binary);
   NG_EXPORT(exports, env, "binaryScalar", BinaryScalar);
   NG_EXPORT(exports, env, "unary", Unary);

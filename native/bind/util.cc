@@ -78,7 +78,8 @@ Buf to_cpu_buf(const Napi::Value& v, const char* op, const char* what) {
 }
 
 static void check_integer(double d, const char* op, const char* what) {
-  if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.007199254740992e15)
+  // |d| <= 2^53 is false for NaN and infinities; then the cast is defined and exact for integers
+  if (!(std::fabs(d) <= 9.007199254740992e15) || static_cast<double>(static_cast<int64_t>(d)) != d)
     throw Error(where(op, what) + " must be an integer");
 }
 
@@ -220,6 +221,45 @@ View view_at(const Napi::CallbackInfo& info, size_t i, const std::vector<int64_t
     return make_view(b, off, shape, big, op, what);
   }
   return make_view_p(b, off, shape.data(), shape.size(), st, n, op, what);
+}
+
+// Per thread: each worker thread runs its own environment, which registers its own block.
+static thread_local const double* g_block = nullptr;
+
+void set_arg_block(const double* p) { g_block = p; }
+
+void read_block(BlockArgs& g, int nviews, const char* op) {
+  const double* b = g_block;
+  if (b == nullptr) throw Error(std::string(op) + ": no argument block was registered (setArgBlock)");
+  check_integer(b[0], op, "op");
+  check_integer(b[1], op, "ndim");
+  if (b[1] < 0 || b[1] > kMaxDims)
+    throw Error(std::string(op) + ": at most " + std::to_string(kMaxDims) + " dimensions are supported");
+  g.code = static_cast<int64_t>(b[0]);
+  g.ndim = static_cast<int>(b[1]);
+  for (int k = 0; k < nviews; ++k) {
+    check_integer(b[2 + k], op, "offset");
+    g.offset[k] = static_cast<int64_t>(b[2 + k]);
+  }
+  g.s0 = b[6];
+  g.s1 = b[7];
+  const double* sh = b + 8;
+  for (int d = 0; d < g.ndim; ++d) {
+    check_integer(sh[d], op, "shape");
+    g.shape[d] = static_cast<int64_t>(sh[d]);
+  }
+  for (int k = 0; k < nviews; ++k) {
+    const double* st = sh + g.ndim * (k + 1);
+    for (int d = 0; d < g.ndim; ++d) {
+      check_integer(st[d], op, "strides");
+      g.strides[k][d] = static_cast<int64_t>(st[d]);
+    }
+  }
+}
+
+View block_view(const Napi::CallbackInfo& info, size_t i, const BlockArgs& g, int k, const char* op, const char* what) {
+  Buf b = to_buf(info[i], op, what);
+  return make_view_p(b, g.offset[k], g.shape, g.ndim, g.strides[k], g.ndim, op, what);
 }
 
 View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char* op, const char* what) {

@@ -46,6 +46,27 @@ View contiguous_view(const Buf& b, const std::vector<int64_t>& shape, const char
 void check_extent(const Buf& b, int64_t offset, int64_t n, const char* op, const char* what);
 void check_dtype(const Buf& b, DType dt, const char* op, const char* what);
 
+// The argument block: a Float64Array JavaScript fills before calling a packed entry
+// (binaryP, unaryP, ...), registered once per environment (thread) with setArgBlock. Each
+// JavaScript argument costs a crossing and a typed-array query; numbers read from the
+// block cost nothing, so a packed call passes only its buffers. Layout (doubles):
+//   [0] op code, [1] ndim, [2 + k] element offset of view k (k < 4), [6], [7] scalars,
+//   [8 .. 8+ndim) shape, [8 + ndim*(k+1) ..) strides of view k.
+constexpr size_t kArgBlockLen = 8 + kMaxDims * 5;
+struct BlockArgs {
+  int64_t code = 0;
+  int ndim = 0;
+  int64_t shape[kMaxDims];
+  int64_t offset[4];
+  int64_t strides[4][kMaxDims];
+  double s0 = 0, s1 = 0;
+};
+// Reads the block for nviews views (integers checked); throws without a registered block.
+void read_block(BlockArgs& g, int nviews, const char* op);
+void set_arg_block(const double* p);
+// View k of the block over the buffer argument info[i], checked as view_at checks.
+View block_view(const Napi::CallbackInfo& info, size_t i, const BlockArgs& g, int k, const char* op, const char* what);
+
 // Device routing (DESIGN.md: native/dispatch). Returns -1 when every argument is in CPU
 // memory, the device index when every argument is on the same CUDA device (and makes
 // that device current), and throws an Error naming the op otherwise. Null entries are

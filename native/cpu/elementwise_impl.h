@@ -80,7 +80,7 @@ void run(const Plan<N>& p, Fn fn) {
   int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, elems_per_unit));
   int64_t inner_st[N];
   for (int k = 0; k < N; ++k) inner_st[k] = p.st[k][p.ndim - 1];
-  parallel_for(units, grain, [&](int64_t u0, int64_t u1) {
+  auto body = [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       int64_t row = u / nchunks, c = u % nchunks;
       char* ptr[N];
@@ -95,7 +95,10 @@ void run(const Plan<N>& p, Fn fn) {
       for (int k = 0; k < N; ++k) ptr[k] += c0 * inner_st[k] * p.esize[k];
       fn(ptr, inner_st, c1 - c0);
     }
-  });
+  };
+  // one unit of work runs here, without building the pool's std::function
+  if (units <= grain) body(0, units);
+  else parallel_for(units, grain, body);
 }
 
 // ---- scalar helpers -----------------------------------------------------------------
