@@ -46,6 +46,8 @@ def make_case(torch, case):
     dtype = getattr(torch, case.get('dtype', 'float32'))
     g = torch.Generator().manual_seed(0)
     xs = [torch.randn(*s, generator=g, dtype=dtype) for s in shapes]
+    if params.get('requires_grad'):  # the op records its autograd node
+        xs = [x.requires_grad_() for x in xs]
     out = torch.empty(*shapes[0], dtype=dtype) if params.get('out') and shapes else None  # kernel only, no allocation
     if op == 'add':
         a, b = xs
