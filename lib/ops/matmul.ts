@@ -46,7 +46,7 @@ export function getFloat32MatmulPrecision(): keyof typeof PRECISION {
 }
 
 /** C = alpha·A@B + beta·C for A [..., M, K], B [..., K, N] already broadcast to C's batch dims. */
-function gemmInto(a: Tensor, b: Tensor, c: Tensor, alpha = 1, beta = 0): void {
+export function gemmInto(a: Tensor, b: Tensor, c: Tensor, alpha = 1, beta = 0): void {
   if (c.device === 'cpu' && (c.dtype === 'bfloat16' || c.dtype === 'float16')) {
     // The CPU has no half GEMM: multiply the (exactly representable) float32 values with
     // float32 accumulation and round once, as the GPU's tensor cores do.

@@ -9,8 +9,11 @@
 // matmul gives every part's hidden [.., parts·r], and a block matrix of the B's
 // (zeros where a part does not reach) maps it onto the full output in one more matmul.
 // The parts of one fused layer share one dropout mask on x (PEFT draws one per HF module;
-// with loraDropout 0, the default, the two are the same computation).
+// with loraDropout 0, the default, the two are the same computation). On the CPU the whole
+// layer is one op (lora_op.ts: each part's update GEMM-added into its output columns);
+// elsewhere the composed path below.
 import { noGrad } from '../autograd.js';
+import { isAutocastEnabled } from '../autocast.js';
 import { rand, zeros } from '../ops/creation.js';
 import { dropout } from '../ops/dropout.js';
 import { add, cast, mul } from '../ops/elementwise.js';
@@ -19,6 +22,7 @@ import { cat } from '../ops/shape.js';
 import type { Tensor } from '../tensor.js';
 import type { Linear } from '../nn/layers.js';
 import { Module, parameter } from '../nn/module.js';
+import { loraLinear } from './lora_op.js';
 
 /** One adapted part of a Linear's output: rows [start, start + length), named by its HF module. */
 export interface LoraPart { hf: string; start: number; length: number }
@@ -116,11 +120,15 @@ export class LoraLinear extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const y = linear(x, this.weight, this.bias);
     const a = this.adaptersEnabled && this.activeAdapter !== null ? this.adapter(this.activeAdapter) : undefined;
-    if (!a) return y;
+    if (!a) return linear(x, this.weight, this.bias);
     const pairs = a.pairs();
     const p0 = pairs[0].loraA;
+    if (this.fusable(x, p0)) {
+      const xa = dropout(x, a.dropoutP, this.training);
+      return loraLinear(x, this.weight, this.bias, xa, a.parts.map((p, i) => ({ start: p.start, length: p.length, A: pairs[i].loraA, B: pairs[i].loraB })), a.scaling);
+    }
+    const y = linear(x, this.weight, this.bias);
     // adapters may train in float32 beside a half-precision base: the low-rank path runs in the adapter's dtype
     let xa = x.dtype === p0.dtype || p0.dtype !== 'float32' ? x : cast(x, p0.dtype);
     xa = dropout(xa, a.dropoutP, this.training);
@@ -134,6 +142,17 @@ export class LoraLinear extends Module {
       delta = linear(h, this.blockB(a, pairs));
     }
     return add(y, delta.dtype === y.dtype ? delta : cast(delta, y.dtype));
+  }
+
+  /**
+   * Whether the one-op path (lora_op.ts) runs: on the CPU, outside autocast, with the base
+   * and the adapters in one float32/float64 dtype. Elsewhere (a half-precision base beside
+   * float32 adapters, CUDA, autocast) the path is composed of linear, matmul and add.
+   */
+  private fusable(x: Tensor, a: Tensor): boolean {
+    const dt = x.dtype;
+    return x.device === 'cpu' && !isAutocastEnabled() && (dt === 'float32' || dt === 'float64') &&
+      this.weight.dtype === dt && a.dtype === dt && (this.bias === null || this.bias.dtype === dt);
   }
 
   /** [out, parts·r]: part i's B in its rows and its r columns, zeros elsewhere. */

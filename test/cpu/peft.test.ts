@@ -193,12 +193,42 @@ describe('peft LoRA', () => {
       if (name.includes('lora_')) expect(p.grad, name).not.toBeNull();
       else expect(p.grad, name).toBeNull();
     }
-    // LoRA dA and dB run: [r, in] and [out, r] from the rows
+    // LoRA dA and dB run: [r, in] and dBᵀ [r, out] from the rows
     expect(calls.some(([M, N, K]) => M === 4 && N === 16 && K === rows)).toBe(true);
-    expect(calls.some(([M, N, K]) => M === 48 && N === 4 && K === rows)).toBe(true);
+    expect(calls.some(([M, N, K]) => M === 4 && N === 48 && K === rows)).toBe(true);
+
+    // the other frozen parameters: LayerNorm backward writes no weight/bias gradient, the
+    // embeddings (and the tied head's weight) run no backward kernel at all
+    const kernels = (m: models.GPT): { ln: unknown[][]; emb: number } => {
+      const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+      const ln0 = n.layernormBackward, emb0 = n.embeddingBackward;
+      const ln: unknown[][] = [];
+      let emb = 0;
+      const l = m.forward(gptIds(), { targets: gptIds() }).loss!;
+      n.layernormBackward = (...a: unknown[]) => { ln.push(a); return ln0(...a); };
+      n.embeddingBackward = (...a: unknown[]) => { emb++; return emb0(...a); };
+      try {
+        l.backward();
+      } finally {
+        n.layernormBackward = ln0;
+        n.embeddingBackward = emb0;
+      }
+      return { ln, emb };
+    };
+    const fk = kernels(newGPT());
+    expect(fk.emb).toBeGreaterThan(0);
+    expect(fk.ln.every((a) => a[6] !== null && a[7] !== null)).toBe(true);
+    const lk = kernels(gpt);
+    expect(lk.emb).toBe(0);
+    expect(lk.ln.length).toBeGreaterThan(0);
+    expect(lk.ln.every((a) => a[6] === null && a[7] === null)).toBe(true);
+    // the first block's ln_1 input (the frozen embeddings' sum) needs no gradient either
+    expect(lk.ln.length).toBe(fk.ln.length - 1);
 
     const bert = newBert();
-    const pb = peft.getPeftModel(bert, { r: 2 });
+    // r 3: the adapters' [r, 16] gradients then differ in shape from every frozen weight
+    // (r 2 would look like token_type_embeddings [2, 16])
+    const pb = peft.getPeftModel(bert, { r: 3 });
     const frozen = bert.parameters().filter((p) => !p.requiresGrad);
     const bcalls = gemmCalls(() => bert.forward({ inputIds: bertIds(), attentionMask: bertMask(), labels: ng.tensor([0, 2], { dtype: 'int32' }) }).loss!.backward());
     expect(weightGradCalls(bcalls, frozen, 12).length).toBe(0);
