@@ -74,41 +74,67 @@ let nextId = 1;
 // on first touch (as much as the kernel that fills it, for memory-bound ops), and even a
 // tiny one costs an ArrayBuffer allocation plus, the first time the addon reads it, the
 // move of its bytes off the JavaScript heap (about as much as the kernel call itself).
-// Bounded by NODEGRAD_CPU_POOL_MB (default 256); buffers under 4 KB are pooled too, at
-// most SMALL_PER_SIZE of each (dtype, length).
+// Bounded by NODEGRAD_CPU_POOL_MB (default 256): a release that does not fit evicts the
+// least recently released buffers of 4 KB and more (any size, any dtype) until it does, so
+// the sizes a program uses now displace those it used before instead of being refused
+// once the pool is full. Buffers under 4 KB are pooled too, at most SMALL_PER_SIZE of
+// each (dtype, length), and are never evicted (their total is small).
 const SMALL_BYTES = 4096;
 const SMALL_PER_SIZE = 64;
 const poolLimit = (Number(process.env.NODEGRAD_CPU_POOL_MB) >= 0 ? Number(process.env.NODEGRAD_CPU_POOL_MB) : 256) * 1024 * 1024;
-// per dtype code: lists of free buffers by element count
+// per dtype code: lists of free buffers by element count (a stack: take the newest)
 let pool: Map<number, TypedArray[]>[] = [];
 let pooledBytes = 0;
+// every pooled buffer of SMALL_BYTES or more, oldest release first (Map keeps insertion
+// order), with the by-length map of its dtype
+let lru = new Map<TypedArray, Map<number, TypedArray[]>>();
 
 function takePooled(dtype: DType, length: number, zeroed: boolean): TypedArray | null {
   const list = pool[dtypeCode[dtype]]?.get(length);
   if (list === undefined || list.length === 0) return null;
   const buf = list.pop()!;
   pooledBytes -= buf.byteLength;
+  if (buf.byteLength >= SMALL_BYTES) lru.delete(buf);
   if (zeroed) buf.fill(0);
   return buf;
 }
 
+/** Drops the least recently released large buffer; false when there is none. */
+function evictOldest(): boolean {
+  const first = lru.entries().next();
+  if (first.done === true) return false;
+  const [buf, byLength] = first.value;
+  lru.delete(buf);
+  const list = byLength.get(buf.length)!;
+  // lists grow in release order, so the oldest of its length is at the front
+  list.splice(list.indexOf(buf), 1);
+  if (list.length === 0) byLength.delete(buf.length);
+  pooledBytes -= buf.byteLength;
+  return true;
+}
+
 function givePooled(dtype: DType, buf: TypedArray): void {
   const bytes = buf.byteLength;
-  if (bytes === 0 || pooledBytes + bytes > poolLimit) return;
+  if (bytes === 0 || bytes > poolLimit) return;
   if (buf.byteOffset !== 0 || bytes !== buf.buffer.byteLength) return;
   const code = dtypeCode[dtype];
   let byLength = pool[code];
   if (byLength === undefined) pool[code] = byLength = new Map();
   let list = byLength.get(buf.length);
+  if (bytes < SMALL_BYTES && list !== undefined && list.length >= SMALL_PER_SIZE) return;
+  while (pooledBytes + bytes > poolLimit) if (!evictOldest()) return;
+  // (eviction may have dropped this length's list)
+  list = byLength.get(buf.length);
   if (list === undefined) byLength.set(buf.length, (list = []));
-  if (bytes < SMALL_BYTES && list.length >= SMALL_PER_SIZE) return;
   list.push(buf);
   pooledBytes += bytes;
+  if (bytes >= SMALL_BYTES) lru.set(buf, byLength);
 }
 
 /** Drops every pooled CPU buffer (they are then garbage collected). */
 export function emptyCpuPool(): void {
   pool = [];
+  lru = new Map();
   pooledBytes = 0;
 }
 export function cpuPoolBytes(): number {
