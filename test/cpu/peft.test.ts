@@ -166,6 +166,30 @@ describe('peft LoRA', () => {
     const bcfg = JSON.parse(readFileSync(path.join(bdir, 'adapter_config.json'), 'utf8'));
     expect(bcfg).toMatchObject({ target_modules: ['query', 'value'], task_type: 'SEQ_CLS', modules_to_save: ['classifier', 'score'], fan_in_fan_out: false, r: 2, lora_alpha: 4 });
 
+    // PEFT's loading (set_peft_model_state_dict over the Hugging Face model): the key without
+    // base_model.model. names a module of the base checkpoint, whose weight fixes the shapes:
+    // lora_A [r, in_features], lora_B [out_features, r] (GPT-2's Conv1D stores [in, out],
+    // fan_in_fan_out); a modulesToSave key is a base parameter of the same shape
+    for (const [m, adir, r, conv1d] of [[newGPT(), dir, 4, true], [newBert(), bdir, 2, false]] as const) {
+      const basedir = path.join(tmp, `hf-base-${conv1d ? 'gpt' : 'bert'}`);
+      await (m as models.GPT | models.BertForSequenceClassification).savePretrained(basedir);
+      const base = (await ng.io.loadSafetensors(path.join(basedir, 'model.safetensors'))).tensors;
+      const adapter = (await ng.io.loadSafetensors(path.join(adir, 'adapter_model.safetensors'))).tensors;
+      for (const [k, t] of adapter) {
+        expect(k.startsWith('base_model.model.'), k).toBe(true);
+        const rest = k.slice('base_model.model.'.length);
+        const lora = /^(.*)\.lora_([AB])\.weight$/.exec(rest);
+        if (!lora) {
+          expect(base.get(rest)?.shape, k).toEqual(t.shape);
+          continue;
+        }
+        const w = base.get(`${lora[1]}.weight`);
+        expect(w, `${k}: no module ${lora[1]} in the base checkpoint`).toBeDefined();
+        const [outF, inF] = conv1d ? [w!.shape[1], w!.shape[0]] : w!.shape;
+        expect(t.shape, k).toEqual(lora[2] === 'A' ? [r, inF] : [outF, r]);
+      }
+    }
+
     // bias 'all': every bias, LoRA layers' as <module>.base_layer.bias, fused slices split per HF module
     const pa = peft.getPeftModel(newBert(), { r: 2, bias: 'all' });
     const keys = [...pa.adapterStateDict().keys()];
