@@ -2,6 +2,8 @@
 //   nodegrad launch --nproc-per-node 2 examples/ddp.ts
 // Every rank holds the whole model, reads its own shard of the data (DistributedSampler)
 // and averages gradients with the others after each backward (DistributedDataParallel).
+// The global batch is 16 rows split over the ranks, so `node examples/ddp.ts` (one
+// process, batch 16) prints the same losses as 2 ranks x batch 8, up to float rounding.
 import * as ng from '../lib/index.js';
 
 const { distributed: dist, nn, optim, models, data } = ng;
@@ -23,7 +25,9 @@ const ddp = new nn.DistributedDataParallel(model, { bucketCapMb: 25 });
 await ddp.ready;  // rank 0's weights are now on every rank
 const opt = new optim.AdamW(model.parameters(), { lr: 3e-3 });
 const shard = new dist.DistributedSampler(new data.TensorDataset(x, y), { seed: 0 });
-const loader = new data.DataLoader(shard, { batchSize: 8 });
+const globalBatch = 16;
+if (globalBatch % world !== 0) throw new Error(`examples/ddp.ts: the world size must divide the global batch ${globalBatch} (got ${world})`);
+const loader = new data.DataLoader(shard, { batchSize: globalBatch / world });
 
 for (let epoch = 0; epoch < 3; epoch++) {
   shard.setEpoch(epoch);
@@ -41,6 +45,6 @@ for (let epoch = 0; epoch < 3; epoch++) {
   }
   const t = ng.tensor([last]);
   await dist.allReduce(t, { op: 'avg' });
-  if (rank === 0) console.log(`epoch ${epoch}: loss ${t.item().toFixed(3)} (mean over ${world} ranks)`);
+  if (rank === 0) console.log(`epoch ${epoch}: loss ${t.item().toFixed(5)} (mean over ${world} ranks)`);
 }
 await dist.destroyProcessGroup();

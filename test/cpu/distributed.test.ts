@@ -189,6 +189,23 @@ describe.skipIf(!hasGloo)('nodegrad launch', () => {
     expect(r.ms).toBeLessThan(30000);
   });
 
+  it('examples/ddp.ts on 2 ranks prints the losses of the single-process run (global batch 16, within 1e-4)', async () => {
+    const port = String(await freePort());
+    const [two, one] = await Promise.all([
+      runCli(['launch', '--nproc-per-node', '2', '--master-port', port, 'examples/ddp.ts']),
+      runRank('examples/ddp.ts', [], { MASTER_PORT: String(await freePort()) }),
+    ]);
+    const losses = (out: string): number[] => [...out.matchAll(/epoch \d+: loss ([\d.]+)/g)].map((m) => Number(m[1]));
+    expect(two.code).toBe(0);
+    expect(one.code).toBe(0);
+    const a = losses(two.out), b = losses(one.out);
+    expect(a.length).toBe(3);
+    expect(b.length).toBe(3);
+    expect(a[2]).toBeLessThan(a[0]);  // it trains
+    // the same 16 rows per step on both sides; only the summation order differs
+    for (let i = 0; i < 3; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-4);
+  });
+
   it('rejects bad options', async () => {
     const r = await runCli(['launch', '--nproc-per-node', '0', 'x.js']);
     expect(r.out).toMatch(/--nproc-per-node must be an integer >= 1 \(got "0"\)/);
