@@ -1,5 +1,5 @@
 // Elementwise throughput in GB/s: add and mul (read 2, write 1) and tanh-GELU (read 1,
-// write 1) over 1M..16M float32 elements, output allocated per call as in eager use.
+// write 1) over 1K..16M float32 elements, output allocated per call as in eager use.
 // The `.kernel` rows call the addon on a preallocated output (torch: `out=`), which
 // separates the kernel's speed from the cost of allocating and freeing the output.
 // Peer: torch's eager op at the same thread count; without torch, a plain JS loop.
@@ -34,10 +34,13 @@ function naiveGelu(x: Float32Array): () => void {
 }
 
 export function run(ctx: BenchContext): Row[] {
-  const sizes = ctx.quick ? [1 << 20, 1 << 22] : [1 << 20, 1 << 22, 1 << 24];
-  const opts = timeOptions(ctx.quick);
+  // 1K..16M: from per-op overhead through L1/L2/L3 to DRAM bandwidth, and the size where threads start to pay
+  const sizes = ctx.quick ? [1 << 10, 1 << 20, 1 << 22] : [1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22, 1 << 24];
+  const base = timeOptions(ctx.quick);
   const rows: Row[] = [];
   for (const n of sizes) {
+    // (fewer samples from 4M on, where one call lasts milliseconds: the whole run stays under 40 s)
+    const opts = n >= 1 << 22 ? { ...base, samples: Math.min(base.samples ?? 11, 5), minSampleMs: 20 } : base;
     const a: Tensor = randn([n]), b: Tensor = randn([n]);
     const da = a.storage.data as Float32Array, db = b.storage.data as Float32Array, out = new Float32Array(n);
     const cases: Case[] = [

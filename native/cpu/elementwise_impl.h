@@ -22,6 +22,19 @@ namespace NG_EW_NS {
 namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per work unit at least
+// Ops of a cycle or two per element (add, mul, compare, relu...): a unit is worth waking a
+// worker of the pool (a condition variable: about 5-10 us on this 2-core VM, measured)
+// only from about 64K elements (~6 us of work at L2 speed); below 128K elements they run
+// on the calling thread. Transcendental ops (exp, tanh, GELU: 20+ cycles) keep kGrain.
+constexpr int64_t kCheapGrain = 1 << 16;
+constexpr bool cheap_unary(UnaryOp op) {
+  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu || op == UnaryOp::Square ||
+         op == UnaryOp::Sign || op == UnaryOp::Affine || op == UnaryOp::Clamp || op == UnaryOp::LeakyRelu ||
+         op == UnaryOp::Floor || op == UnaryOp::Ceil || op == UnaryOp::Round;
+}
+constexpr bool cheap_binary(BinaryOp op) {
+  return op != BinaryOp::Pow && op != BinaryOp::Atan2 && op != BinaryOp::Remainder && op != BinaryOp::FloorDiv;
+}
 
 template <int N>
 struct Plan {
@@ -63,9 +76,10 @@ Plan<N> make_plan(const View* const (&views)[N]) {
   return p;
 }
 
-// fn(char* ptr[N], const int64_t inner_stride[N] (elements), int64_t n)
+// fn(char* ptr[N], const int64_t inner_stride[N] (elements), int64_t n); a unit of work holds
+// min_unit elements at least (kGrain, or kCheapGrain for cheap ops)
 template <int N, class Fn>
-void run(const Plan<N>& p, Fn fn) {
+void run(const Plan<N>& p, Fn fn, int64_t min_unit = kGrain) {
   int64_t inner = p.shape[p.ndim - 1];
   int64_t outer = 1;
   for (int d = 0; d < p.ndim - 1; ++d) outer *= p.shape[d];
@@ -73,11 +87,11 @@ void run(const Plan<N>& p, Fn fn) {
   int64_t total = inner * outer;
   int nt = num_threads();
   int64_t chunk = inner;
-  if (outer < 2 * nt && total >= 2 * kGrain) chunk = std::max<int64_t>(kGrain / 4, (inner + 2 * nt - 1) / (2 * nt));
+  if (outer < 2 * nt && total >= 2 * min_unit) chunk = std::max<int64_t>(min_unit / 4, (inner + 2 * nt - 1) / (2 * nt));
   int64_t nchunks = (inner + chunk - 1) / chunk;
   int64_t units = outer * nchunks;
   int64_t elems_per_unit = std::min(chunk, inner);
-  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, elems_per_unit));
+  int64_t grain = std::max<int64_t>(1, min_unit / std::max<int64_t>(1, elems_per_unit));
   int64_t inner_st[N];
   for (int k = 0; k < N; ++k) inner_st[k] = p.st[k][p.ndim - 1];
   auto body = [&](int64_t u0, int64_t u1) {
@@ -207,7 +221,7 @@ void binary_t(const View& a, const View& b, const View& out) {
     } else {
       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = bin<T, O, OP>(x[i * st[1]], y[i * st[2]]);
     }
-  });
+  }, cheap_binary(OP) ? kCheapGrain : kGrain);
 }
 
 template <class T, class O, BinaryOp OP>
@@ -225,7 +239,7 @@ void binary_scalar_t(const View& a, double s, bool reverse, const View& out) {
       if (reverse) for (int64_t i = 0; i < n; ++i) o[i * st[0]] = bin<T, O, OP>(sv, x[i * st[1]]);
       else for (int64_t i = 0; i < n; ++i) o[i * st[0]] = bin<T, O, OP>(x[i * st[1]], sv);
     }
-  });
+  }, cheap_binary(OP) ? kCheapGrain : kGrain);
 }
 
 template <class T, BinaryOp OP>
@@ -318,7 +332,7 @@ void unary_t(const View& x, const View& out, double alpha_d, double beta_d) {
     } else {
       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = un<T, OP>(a[i * st[1]], alpha, beta);
     }
-  });
+  }, cheap_unary(OP) ? kCheapGrain : kGrain);
 }
 
 template <class T>

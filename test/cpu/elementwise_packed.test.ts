@@ -131,3 +131,22 @@ describe('errors on the packed path', () => {
     expect(ng.add(ng.tensor([1, 2]), ng.tensor([3, 4])).tolist()).toEqual([4, 6]);
   });
 });
+
+describe('cheap ops around the size where they start using the pool', () => {
+  // add/mul/relu run on the calling thread below 128K elements and in units of 64K+ above
+  it('match a plain loop just below, at and above the threshold, flat and in rows', () => {
+    for (const shape of [[131071], [131072], [262147], [3, 87383], [70001, 3]]) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      const r = lcg(n);
+      const av = Float32Array.from({ length: n }, () => r()), bv = Float32Array.from({ length: n }, () => r());
+      const a = ng.tensor(av).reshape(shape), b = ng.tensor(bv).reshape(shape);
+      const s = ng.add(a, b).dataSync(), m = ng.mul(a, b).dataSync(), u = ng.relu(a).dataSync(), k = ng.mul(a, 3).dataSync();
+      let bad = -1;
+      for (let i = 0; i < n && bad < 0; i++) {
+        if (s[i] !== Math.fround(av[i] + bv[i]) || m[i] !== Math.fround(av[i] * bv[i]) || u[i] !== Math.max(av[i], 0) ||
+          k[i] !== Math.fround(av[i] * 3)) bad = i;
+      }
+      expect(bad, `shape [${shape}]`).toBe(-1);
+    }
+  });
+});
