@@ -1,7 +1,9 @@
 // DistributedDataParallel: each rank runs the whole module on its own batch; gradients are
 // averaged over the ranks in buckets (PyTorch's reducer.cpp in spirit). Parameters are
 // grouped in reverse registration order (roughly the order backward produces their
-// gradients) into buckets of at most bucketCapMb; a post-accumulate-grad hook counts a
+// gradients) into buckets of at most bucketCapMb, the first of at most 1 MiB (PyTorch's
+// first-bucket size, so communication starts early in backward even for a model below
+// bucketCapMb); a post-accumulate-grad hook counts a
 // bucket's ready gradients and starts its all-reduce the moment the last one lands, so
 // communication runs on the group's thread while backward goes on with earlier layers.
 import { Module } from '../nn/module.js';
@@ -13,6 +15,9 @@ export interface DistributedDataParallelOptions {
   /** Largest bucket in MiB (default 25, as PyTorch). */
   bucketCapMb?: number;
 }
+
+// torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES
+const FIRST_BUCKET_BYTES = 1024 * 1024;
 
 interface Bucket {
   params: Tensor[];
@@ -46,6 +51,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
       if (p.dtype !== 'float32' && p.dtype !== 'float64') throw new Error(`nodegrad: DistributedDataParallel: unsupported parameter dtype (got ${p.dtype}; expected float32 or float64)`);
     }
     const cap = capMb * 1024 * 1024;
+    const capOf = (): number => (this.buckets.length === 0 ? Math.min(cap, FIRST_BUCKET_BYTES) : cap);
     let cur: Tensor[] = [], bytes = 0;
     const flush = (): void => {
       if (cur.length === 0) return;
@@ -61,7 +67,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     };
     for (const p of [...trainable].reverse()) {
       const pb = p.numel * (p.dtype === 'float64' ? 8 : 4);
-      if (cur.length > 0 && (bytes + pb > cap || cur[0].dtype !== p.dtype)) flush();
+      if (cur.length > 0 && (bytes + pb > capOf() || cur[0].dtype !== p.dtype)) flush();
       cur.push(p);
       bytes += pb;
     }
