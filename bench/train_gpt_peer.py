@@ -10,14 +10,11 @@ import sys
 from peer import time_steps
 
 
-def main():
-    req = json.loads(sys.stdin.read())
+def gpt_model(c):
+    """The GPT of bench/train-gpt.ts for config c (also the model of bench/distributed_peer.py's DDP rows)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    torch.set_num_threads(req['threads'])
-    torch.manual_seed(0)
-    c = req['config']
     V, T, L, H, C = c['vocabSize'], c['blockSize'], c['nLayer'], c['nHead'], c['nEmbd']
 
     class Block(nn.Module):
@@ -62,7 +59,17 @@ def main():
             logits = self.ln_f(x) @ self.wte.weight.t()
             return F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
-    model = GPT()
+    return GPT()
+
+
+def main():
+    req = json.loads(sys.stdin.read())
+    import torch
+    torch.set_num_threads(req['threads'])
+    torch.manual_seed(0)
+    c = req['config']
+    V, T = c['vocabSize'], c['blockSize']
+    model = gpt_model(c)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
     B = req['batch']
     x = torch.randint(0, V, (B, T))
