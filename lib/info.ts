@@ -6,7 +6,8 @@ export interface Info {
   version: string;
   node: string;
   platform: string;
-  cpu: { features: string[]; kernel: 'avx512' | 'avx2' | 'portable'; threads: number };
+  /** kernel: the GEMM kernel family in use; gemmKernel: its name with the tile (MR x NR). */
+  cpu: { features: string[]; kernel: 'avx512' | 'avx2' | 'portable'; gemmKernel: string; threads: number };
   cuda: CudaInfo & { available: boolean; gemm?: string };
 }
 
@@ -19,6 +20,10 @@ function version(): string {
   }
 }
 
+function gemmFamily(name: string): 'avx512' | 'avx2' | 'portable' {
+  return name.startsWith('avx512') ? 'avx512' : name.startsWith('avx2') ? 'avx2' : 'portable';
+}
+
 export function info(): Info {
   const c = native.cpuInfo();
   const features = [c.avx2 && 'avx2', c.fma && 'fma', c.avx512f && 'avx512f'].filter(Boolean) as string[];
@@ -27,7 +32,7 @@ export function info(): Info {
     version: version(),
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
-    cpu: { features, kernel: c.avx512f ? 'avx512' : c.avx2 && c.fma ? 'avx2' : 'portable', threads: c.threads },
+    cpu: { features, kernel: gemmFamily(c.gemmKernel), gemmKernel: c.gemmKernel, threads: c.threads },
     cuda: cudaSection(cu),
   };
 }

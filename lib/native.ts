@@ -8,7 +8,11 @@ import type { TypedArray } from './dtype.js';
 
 export type Strides = number[];
 
-export interface CpuInfo { avx2: boolean; fma: boolean; avx512f: boolean; threads: number }
+export interface CpuInfo {
+  avx2: boolean; fma: boolean; avx512f: boolean; threads: number;
+  /** The float32 GEMM micro-kernel in use, e.g. "avx2 6x16" (NODEGRAD_GEMM_KERNEL can force one). */
+  gemmKernel: string;
+}
 export interface CudaDeviceInfo { index: number; name: string; computeCapability: string; totalMemory: number; multiprocessors: number }
 export interface CudaInfo {
   compiled: boolean; archs: string; runtimeVersion: number; driverVersion: number;

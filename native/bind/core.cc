@@ -1,4 +1,5 @@
 #include "bind/util.h"
+#include "cpu/gemm.h"
 #include "threadpool.h"
 
 namespace ng {
@@ -11,6 +12,7 @@ static Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("fma", f.fma);
   o.Set("avx512f", f.avx512f);
   o.Set("threads", num_threads());
+  o.Set("gemmKernel", gemm_kernel_name());
   return o;
 }
 

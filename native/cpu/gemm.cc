@@ -78,7 +78,10 @@ const KernelTable& kernels() {
     const CpuFeatures& f = cpu_features();
     const char* force = std::getenv("NODEGRAD_GEMM_KERNEL");  // "avx2" / "portable": for tests
     std::string want = force ? force : "";
-    if (f.avx512f && want.empty()) detail::gemm_kernels_avx512(&k.f32, &k.f64);
+    if (f.avx512f && want.empty()) {
+      detail::gemm_kernels_avx512(&k.f32, &k.f64);
+      if (f.avx2 && f.fma) detail::gemm_skinny_avx2(&k.f32);
+    }
     else if (f.avx2 && f.fma && want != "portable") detail::gemm_kernels_avx2(&k.f32, &k.f64);
     return k;
   }();
@@ -240,6 +243,12 @@ void pack_b(const T* b, int64_t rsb, int64_t csb, int64_t kc, int64_t n, int64_t
 template <class T>
 void pack_a_any(const GemmKernel<T>& kr, const T* a, int64_t rsa, int64_t csa, int64_t m, int64_t kc, T* dst) {
   const int mr = kr.mr;
+  if (kr.pack_a_cols && rsa == 1 && csa != 1) {
+    const int64_t full = m / mr * mr;
+    for (int64_t i0 = 0; i0 < full; i0 += mr) kr.pack_a_cols(a + i0, csa, kc, m - i0, dst + i0 * kc);
+    if (full == m) return;
+    a += full, m -= full, dst += full * kc;
+  }
   if (kr.pack_a_rows && csa == 1 && rsa != 1) {
     const int64_t full = m / mr * mr;
     for (int64_t i0 = 0; i0 < full; i0 += mr) kr.pack_a_rows(a + i0 * rsa, rsa, kc, dst + i0 * kc);
@@ -303,8 +312,37 @@ static const int64_t kDirectMacs = getenv("NG_T_DIR") ? atoll(getenv("NG_T_DIR")
 constexpr int kLanes = 16;
 
 template <class T>
-void gemm_direct(const Problem<T>& P, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  if (P.rsb == 1 && P.csa == 1 && P.csb != 1) {
+inline bool dot_form(const Problem<T>& P) {
+  return P.rsb == 1 && P.csa == 1 && P.csb != 1;
+}
+// The ISA's unpacked kernels for a few rows (short: row-major B; dot: contiguous B
+// columns) or a few columns (narrow) of C, where the kernel table has them.
+template <class T>
+inline bool short_fits(const GemmKernel<T>& kr, const Problem<T>& P, int64_t m) {
+  return kr.gemm_short && m <= 4 && P.csb == 1 && P.csc == 1;
+}
+template <class T>
+inline bool dot_fits(const GemmKernel<T>& kr, const Problem<T>& P, int64_t m) {
+  return kr.gemm_dot && m <= 4 && dot_form(P);
+}
+template <class T>
+inline bool narrow_fits(const GemmKernel<T>& kr, int64_t n) {
+  return kr.gemm_narrow && n <= 8;
+}
+
+template <class T>
+void gemm_direct(const GemmKernel<T>& kr, const Problem<T>& P, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if (i0 >= i1 || j0 >= j1) return;
+  const T* a = P.a + i0 * P.rsa;
+  T* c = P.c + i0 * P.rsc + j0 * P.csc;
+  if (dot_fits(kr, P, i1 - i0))
+    return kr.gemm_dot(i1 - i0, j1 - j0, P.K, a, P.rsa, P.b + j0 * P.csb, P.csb, c, P.rsc, P.csc, P.alpha, P.beta);
+  if (narrow_fits(kr, j1 - j0))
+    return kr.gemm_narrow(i1 - i0, static_cast<int>(j1 - j0), P.K, a, P.rsa, P.csa, P.b + j0 * P.csb, P.rsb, P.csb, c,
+                          P.rsc, P.csc, P.alpha, P.beta);
+  if (short_fits(kr, P, i1 - i0))
+    return kr.gemm_short(i1 - i0, j1 - j0, P.K, a, P.rsa, P.csa, P.b + j0, P.rsb, c, P.rsc, P.alpha, P.beta);
+  if (dot_form(P)) {
     for (int64_t i = i0; i < i1; ++i) {
       const T* ar = P.a + i * P.rsa;
       for (int64_t j = j0; j < j1; ++j) {
@@ -345,9 +383,9 @@ void gemm_direct(const Problem<T>& P, int64_t i0, int64_t i1, int64_t j0, int64_
 }
 
 template <class T>
-bool use_direct(const Problem<T>& P) {
-  const bool dot_form = P.rsb == 1 && P.csa == 1 && P.csb != 1;
-  return P.M * P.N * P.K <= kDirectMacs || P.N <= 4 || (P.M <= 4 && dot_form);
+bool use_direct(const GemmKernel<T>& kr, const Problem<T>& P) {
+  return P.M * P.N * P.K <= kDirectMacs || P.N <= 4 || (P.M <= 4 && dot_form(P)) || short_fits(kr, P, P.M) ||
+         narrow_fits(kr, P.N);
 }
 
 // ---------------------------------------------------------------- packed path
@@ -472,7 +510,7 @@ void gemm_packed(const GemmKernel<T>& kr, const Plan& pl, const Problem<T>& P, T
 template <class T>
 void gemm_one(const GemmKernel<T>& kr, const Problem<T>& P) {
   if (P.M == 0 || P.N == 0) return;
-  if (use_direct(P)) return gemm_direct(P, 0, P.M, 0, P.N);
+  if (use_direct(kr, P)) return gemm_direct(kr, P, 0, P.M, 0, P.N);
   const Plan pl = make_plan(kr, P, 1);
   T* bp = tl_bpack.get<T>(bpanel_size(kr, pl));
   T* const panels[2] = {bp, bp};
@@ -523,14 +561,17 @@ void gemm_typed(const View& A, const View& B, const View& C, double alpha, doubl
     dynamic_for(nt, batch, 1, [&](int64_t b0, int64_t) { gemm_one(kr, problem_at(b0)); });
     return;
   }
-  if (use_direct(base)) {  // skinny matrices: split the long side of each
+  if (use_direct(kr, base)) {  // skinny matrices: split the long side of each
     const bool by_rows = M >= N;
-    const int64_t n = by_rows ? M : N, chunk = std::max<int64_t>(16, n / (8 * nt));
+    const int64_t n = by_rows ? M : N;
+    // A few rows of C stream B once: long column runs keep the row reads sequential.
+    const int64_t chunk = !by_rows && short_fits(kr, base, M) ? std::max<int64_t>(256, (n / (2 * nt) + 7) / 8 * 8)
+                                                               : std::max<int64_t>(16, n / (8 * nt));
     for (int64_t i = 0; i < batch; ++i) {
       const Problem<T> p = problem_at(i);
       dynamic_for(nt, n, chunk, [&](int64_t s, int64_t e) {
-        if (by_rows) gemm_direct(p, s, e, 0, N);
-        else gemm_direct(p, 0, M, s, e);
+        if (by_rows) gemm_direct(kr, p, s, e, 0, N);
+        else gemm_direct(kr, p, 0, M, s, e);
       });
     }
     return;
@@ -553,6 +594,8 @@ void gemm_typed(const View& A, const View& B, const View& C, double alpha, doubl
 }
 
 }  // namespace
+
+const char* gemm_kernel_name() { return kernels().f32.name; }
 
 void gemm(const View& a, const View& b, const View& c, double alpha, double beta) {
   if (a.dtype != b.dtype || a.dtype != c.dtype || (a.dtype != DType::F32 && a.dtype != DType::F64))

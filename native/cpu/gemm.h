@@ -11,6 +11,9 @@
 namespace ng {
 
 void gemm(const View& a, const View& b, const View& c, double alpha, double beta);
+// The float32 micro-kernel chosen for this process ("avx512 14x32", "avx2 6x16",
+// "portable 4x8"): by CPU feature, or by NODEGRAD_GEMM_KERNEL=avx2|portable.
+const char* gemm_kernel_name();
 
 namespace detail {
 
@@ -35,6 +38,20 @@ struct GemmKernel {
   // MR rows of a row-major A (row stride lda), NR columns of a column-major B.
   void (*pack_a_rows)(const T* a, int64_t lda, int64_t kc, T* dst) = nullptr;
   void (*pack_b_cols)(const T* b, int64_t ldb, int64_t kc, T* dst) = nullptr;
+  // MR rows of a column-major A (column stride lda), of `avail` >= MR rows that may be
+  // read from a on (the kernel must not read past them).
+  void (*pack_a_cols)(const T* a, int64_t lda, int64_t kc, int64_t avail, T* dst) = nullptr;
+  // Optional unpacked kernels for skinny products (null: the portable direct loops).
+  // gemm_short: C[m <= 4, n] with B row-major (row stride ldb) and C row-major (rsc).
+  void (*gemm_short)(int64_t m, int64_t n, int64_t k, const T* a, int64_t rsa, int64_t csa, const T* b, int64_t ldb,
+                     T* c, int64_t rsc, T alpha, T beta) = nullptr;
+  // gemm_narrow: C[m, n <= 8], any strides.
+  void (*gemm_narrow)(int64_t m, int n, int64_t k, const T* a, int64_t rsa, int64_t csa, const T* b, int64_t rsb,
+                      int64_t csb, T* c, int64_t rsc, int64_t csc, T alpha, T beta) = nullptr;
+  // gemm_dot: C[m <= 4, n] with rows of A (row stride rsa) and columns of B (column
+  // stride csb) contiguous.
+  void (*gemm_dot)(int64_t m, int64_t n, int64_t k, const T* a, int64_t rsa, const T* b, int64_t csb, T* c,
+                   int64_t rsc, int64_t csc, T alpha, T beta) = nullptr;
   int mr = 0, nr = 0;
   int64_t kc = 0, mc = 0, nc = 0;
   const char* name = "";
@@ -43,6 +60,8 @@ struct GemmKernel {
 // Filled by the instruction-set builds (gemm_avx512.cc, gemm_avx2.cc), chosen at run time.
 void gemm_kernels_avx512(GemmKernel<float>* f32, GemmKernel<double>* f64);
 void gemm_kernels_avx2(GemmKernel<float>* f32, GemmKernel<double>* f64);
+// The AVX2 skinny kernels alone (the AVX-512 table uses them too).
+void gemm_skinny_avx2(GemmKernel<float>* f32);
 
 }  // namespace detail
 }  // namespace ng

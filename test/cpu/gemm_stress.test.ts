@@ -21,7 +21,7 @@ describe('threaded matmul under load', () => {
   for (const k of kernels) {
     it(`${k} kernel: every path right and bitwise repeatable with 2 threads and busy neighbours`, () => {
       const { status, report } = stress(k, ['--iters', k === 'portable' ? '8' : '30', '--threads', '2', '--load']);
-      if (k !== 'avx512') expect(report.kernel).toBe(k);
+      expect(report.kernel).toBe(k);
       const bad = report.cases.filter((c) => c.wrong > 0 || c.unstable > 0);
       expect(bad, JSON.stringify(bad)).toEqual([]);
       expect(report.cases.length).toBe(20);

@@ -121,5 +121,5 @@ const results = [];
 for (const dt of dtypes) for (const c of cases) results.push(run(c, dt));
 for (const w of workers) await w.terminate();
 const failed = results.some((r) => r.wrong > 0 || r.unstable > 0);
-process.stdout.write(JSON.stringify({ kernel: process.env.NODEGRAD_GEMM_KERNEL ?? ng.info().cpu.kernel, threads, load, cases: results }) + '\n');
+process.stdout.write(JSON.stringify({ kernel: ng.info().cpu.kernel, threads, load, cases: results }) + '\n');
 process.exit(failed ? 1 : 0);
