@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { native } from '../lib/native.js';
 
 export const benchDir = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(benchDir, '..');
@@ -123,20 +124,18 @@ export interface PeerInfo { torch?: string; blas?: string; threads?: number; err
 const PYTHON = process.env.NODEGRAD_PEER_PYTHON || '/usr/bin/python3';
 
 /**
- * OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and falls back to its
- * Prescott (SSE3) kernels, about 30 GFLOP/s at 1024^3 on 2 cores instead of ~150: a straw
- * man. The peer therefore runs with the core type matching the CPU's vector units
- * (SkylakeX for AVX-512, Haswell for AVX2) unless OPENBLAS_CORETYPE is already set.
+ * OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons or Zen 4/5 and falls back to
+ * its Prescott (SSE3) kernels, about 30 GFLOP/s at 1024^3 on 2 cores instead of ~150: a
+ * straw man. The peer therefore runs with the core type matching the vector width of the
+ * GEMM kernel nodegrad uses in this run (SkylakeX when it runs AVX-512, Haswell when it
+ * runs AVX2, e.g. under NODEGRAD_GEMM_KERNEL=avx2): like against like, each at its best.
+ * NODEGRAD_PEER_CORETYPE overrides it (an OPENBLAS_CORETYPE already in the environment is
+ * replaced, so a machine-wide setting cannot hand the peer narrower kernels than ours).
  */
 export function openblasCoretype(): string | null {
-  if (process.env.OPENBLAS_CORETYPE) return process.env.OPENBLAS_CORETYPE;
-  let flags = '';
-  try {
-    flags = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
-  } catch {
-    return null;
-  }
-  return / avx512f /.test(`${flags} `) ? 'SkylakeX' : / avx2 /.test(`${flags} `) ? 'Haswell' : null;
+  if (process.env.NODEGRAD_PEER_CORETYPE) return process.env.NODEGRAD_PEER_CORETYPE;
+  const c = native.cpuInfo();
+  return c.gemmKernel.startsWith('avx512') ? 'SkylakeX' : c.gemmKernel.startsWith('avx2') ? 'Haswell' : null;
 }
 
 /** The environment every PyTorch peer process runs with. */
@@ -233,20 +232,28 @@ function git(args: string[]): string | null {
 
 export function cpuModel(): string {
   try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1].trim();
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const m = /^model name\s*:\s*(.+)$/m.exec(info);
+    // virtual machines often show only "AMD EPYC": family/model tell the generation (26 = Zen 5)
+    const fam = /^cpu family\s*:\s*(\d+)$/m.exec(info), mod = /^model\s*:\s*(\d+)$/m.exec(info);
+    if (m) return `${m[1].trim()}${fam && mod ? ` (family ${fam[1]} model ${mod[1]})` : ''}`;
   } catch { /* not Linux */ }
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
-export interface RunMeta { threads: number; peer: Peer; peakCopyGBps: number; quick: boolean; only: string[]; cpuFeatures: string[]; loadavg: number[] }
+export interface RunMeta {
+  threads: number; peer: Peer; peakCopyGBps: number; quick: boolean; only: string[]; cpuFeatures: string[]; loadavg: number[];
+  isa: string;           // the GEMM kernel family in use: avx512 | avx2 | portable (names the results file)
+  gemmKernel: string;    // e.g. "avx2 6x16"
+  fmaPeak: string;       // how the % of peak of compute-bound rows was computed
+}
 
 /** Writes rows and the machine's description to bench/results/; returns the path. */
 export function writeResults(rows: Row[], meta: RunMeta, file?: string): string {
   const date = new Date().toISOString().slice(0, 10);
   // A full run is the record; quick or partial runs go to a git-ignored .tmp.json.
   const partial = meta.quick || meta.only.length > 0;
-  const out = file ?? path.join(benchDir, 'results', `${date}-cpu${partial ? '.tmp' : ''}.json`);
+  const out = file ?? path.join(benchDir, 'results', `${date}-cpu-${meta.isa}${partial ? '.tmp' : ''}.json`);
   const status = git(['status', '--porcelain', '--', 'lib', 'native', 'bench', 'CMakeLists.txt']);
   const record = {
     date,
@@ -254,6 +261,8 @@ export function writeResults(rows: Row[], meta: RunMeta, file?: string): string 
     dirty: status === null ? null : status.length > 0,
     cpu: cpuModel(),
     cpuFeatures: meta.cpuFeatures,
+    gemmKernel: meta.gemmKernel,
+    fmaPeak: meta.fmaPeak,
     cores: os.availableParallelism?.() ?? os.cpus().length,
     threads: meta.threads,
     loadavg: meta.loadavg.map((x) => Number(x.toFixed(2))),   // 1-min load at start and end: timings are noisy when high

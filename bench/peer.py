@@ -90,10 +90,15 @@ def make_case(torch, case):
         w = torch.randn(x.shape[-1], generator=g, dtype=dtype)
         eps = params.get('eps', 1e-6)
         return lambda: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-    if op == 'matmul':
+    if op == 'matmul':  # shapes as stored; transposeA/B take the transposed view (.mT)
         a, b = xs
+        if params.get('transposeA'):
+            a = a.transpose(-1, -2)
         if params.get('transposeB'):
-            b = b.t()
+            b = b.transpose(-1, -2)
+        if params.get('out'):  # kernel only, into a preallocated output
+            o = torch.empty(*a.shape[:-1], b.shape[-1], dtype=dtype)
+            return lambda: torch.matmul(a, b, out=o)
         return lambda: torch.matmul(a, b)
     if op == 'linear':  # x [.., in], weight [out, in], bias [out]
         x, w = xs[0], xs[1]

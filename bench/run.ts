@@ -8,7 +8,8 @@ import path from 'node:path';
 import { native } from '../lib/native.js';
 import { setNumThreads } from '../lib/info.js';
 import { main as gpuMain, GPU_BENCHES } from './gpu/run.js';
-import { benchDir, printTable, Peer, timeIt, writeResults, type BenchContext, type Row } from './common.js';
+import { benchDir, cpuModel, printTable, Peer, timeIt, writeResults, type BenchContext, type Row } from './common.js';
+import { fmaPeak } from './gemm.js';
 
 const BENCHES = ['napi', 'elementwise', 'norms', 'gemm', 'train-gpt', 'serve', 'llama', 'tokenizer', 'distributed', 'lora'];
 
@@ -79,8 +80,11 @@ async function main(): Promise<void> {
   const ctx: BenchContext = { quick: args.quick, threads: args.threads, peer, peakGBps };
   const c = native.cpuInfo();
   const cpuFeatures = [c.avx2 && 'avx2', c.fma && 'fma', c.avx512f && 'avx512f'].filter(Boolean) as string[];
-  console.log(`nodegrad bench: ${args.threads} threads, ${cpuFeatures.join('+') || 'portable'} kernels, node ${process.version}, ` +
-    `copy bandwidth ${peakGBps.toFixed(1)} GB/s${args.quick ? ', quick' : ''}`);
+  const isa = c.gemmKernel.split(' ')[0];
+  const peak = fmaPeak(args.threads);
+  console.log(`nodegrad bench: ${cpuModel()}, ${args.threads} threads, CPU features ${cpuFeatures.join('+') || 'none'}, ` +
+    `GEMM kernel ${c.gemmKernel}, node ${process.version}${args.quick ? ', quick' : ''}`);
+  console.log(`peak: FMA ${peak.text}; copy bandwidth ${peakGBps.toFixed(1)} GB/s`);
   console.log(`peer: ${peer.name}`);
 
   const all: Row[] = [];
@@ -105,7 +109,7 @@ async function main(): Promise<void> {
     }
   }
   const out = writeResults(all, { threads: args.threads, peer, peakCopyGBps: peakGBps, quick: args.quick, only: args.only, cpuFeatures,
-    loadavg: [loadStart, os.loadavg()[0]] }, args.out);
+    loadavg: [loadStart, os.loadavg()[0]], isa, gemmKernel: c.gemmKernel, fmaPeak: peak.text }, args.out);
   console.log(`\nwrote ${all.length} rows to ${path.relative(process.cwd(), out)}`);
   if (args.gpu === 'auto') {
     const only = args.only.filter((o) => GPU_BENCHES.includes(o));

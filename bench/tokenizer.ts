@@ -106,7 +106,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   run({ quick, threads, peer, peakGBps: 0 }).then((rows) => {
     printTable(title, rows);
     const date = new Date().toISOString().slice(0, 10);
-    const out = writeResults(rows, { threads, peer, peakCopyGBps: 0, quick, only: ['tokenizer'], cpuFeatures: [], loadavg: [os.loadavg()[0]] },
+    const out = writeResults(rows, { threads, peer, peakCopyGBps: 0, quick, only: ['tokenizer'], cpuFeatures: [], loadavg: [os.loadavg()[0]],
+      isa: 'none', gemmKernel: 'none', fmaPeak: 'not measured' },
       path.join(benchDir, 'results', `${date}-cpu-tokenizer${quick ? '.tmp' : ''}.json`));
     console.log(`\nwrote ${rows.length} rows to ${path.relative(process.cwd(), out)}`);
   }, (e: unknown) => { console.error(e instanceof Error ? e.message : String(e)); process.exitCode = 1; });

@@ -43,6 +43,8 @@ export interface NativeAddon {
   cudaSetMemoryLimit(device: number, bytes: number): void;
 
   cpuInfo(): CpuInfo;
+  /** Measures the core clock and FMA instructions per cycle on the calling thread (~0.1 s). */
+  cpuPeak(): { ghz: number; fmaYmmPerCycle: number; fmaZmmPerCycle: number };
   setNumThreads(n: number): void;
   numThreads(): number;
   noop(): void;
