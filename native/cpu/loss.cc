@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -112,6 +113,35 @@ NG_INLINE float max_f32(const float* x, int64_t n) {
   for (; c < n; ++c) m = x[c] > m ? x[c] : m;
   return m;
 }
+// exp(x) for x <= 0 (the callers pass x - max or x - lse), or NaN: Cephes' degree-7
+// polynomial as cpu/softmax.cc's exp_poly, n = round(x / ln 2) by the 1.5 * 2^23 trick and
+// 2^n built in the exponent bits at once (no floor, no overflow split: n >= -126), ~1 ulp;
+// below ln(FLT_MIN) it returns 0, NaN stays NaN. Written on scalars so that GCC
+// vectorises the loops that call it (about 40% fewer instructions than exp_fast's
+// general-range version).
+NG_INLINE float exp_nonpos(float x) {
+  const float lo = -87.33654475f;
+  const float xc = x < lo ? lo : x;  // NaN passes through
+  const float t = xc * 1.44269504088896341f + 12582912.0f;
+  const float n = t - 12582912.0f;
+  int32_t ni;
+  std::memcpy(&ni, &t, sizeof ni);
+  ni -= 0x4B400000;
+  float r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const int32_t bits = (ni + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  const float v = p * scale;
+  return x < lo ? 0.0f : v;
+}
 template <bool Exp>
 NG_INLINE double sum_f32(const float* x, int64_t n, float shift) {
   double total = 0;
@@ -120,8 +150,8 @@ NG_INLINE double sum_f32(const float* x, int64_t n, float shift) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t c = c0;
     for (; c + 8 <= c1; c += 8)
-      for (int u = 0; u < 8; ++u) acc[u] += Exp ? exp_fast(x[c + u] - shift) : x[c + u];
-    for (; c < c1; ++c) total += Exp ? exp_fast(x[c] - shift) : x[c];
+      for (int u = 0; u < 8; ++u) acc[u] += Exp ? exp_nonpos(x[c + u] - shift) : x[c + u];
+    for (; c < c1; ++c) total += Exp ? exp_nonpos(x[c] - shift) : x[c];
     for (int u = 0; u < 8; ++u) total += acc[u];
   }
   return total;
@@ -155,7 +185,7 @@ NG_INLINE void ce_rows_back_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, 
     const float* xr = x + r * C;
     float* d = dx + r * C;
     const float gr = t == a.ignore_index ? 0.f : g[r], l = lse[r], off = static_cast<float>(gr * eps / C);
-    for (int64_t c = 0; c < C; ++c) d[c] = gr * exp_fast(xr[c] - l) - off;
+    for (int64_t c = 0; c < C; ++c) d[c] = gr * exp_nonpos(xr[c] - l) - off;
     if (t != a.ignore_index) d[t] -= static_cast<float>(gr * (1 - eps));
     else std::fill(d, d + C, 0.f);
   }
