@@ -114,7 +114,7 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor 
   const rstd = grad ? empty([rows], statDType(x), device, true, OP) : null;
   const out = noGrad(() => {
     const xc = prepare(x), wc = w && prepare(w), bc = b && prepare(b);
-    const y = empty(x.shape, xc.dtype, device, true, OP);
+    const y = empty(x.shape, xc.dtype, device, false, OP);  // the kernels write every element of y and gx
     native.layernormForward(buf(xc), wc && buf(wc), bc && buf(bc), y.storage.data,
       mean && mean.storage.data, rstd && rstd.storage.data, rows, C, eps);
     release(xc, x);
@@ -137,7 +137,7 @@ function recordBackward(out: Tensor, x: Tensor, w: Tensor | null, b: Tensor | nu
     // CUDA kernels take one dtype for g and x (an upstream float32 grad of a bf16 output is cast)
     const g0 = device !== 'cpu' && g.dtype !== x.dtype ? cast(g, x.dtype) : g;
     const gc = prepare(g0), xc = prepare(x), wc = w && prepare(w);
-    const gx = wantX ? empty(x.shape, gc.dtype, device) : null;
+    const gx = wantX ? empty(x.shape, gc.dtype, device, false) : null;
     const gw = wantW ? empty([C], gc.dtype, device) : null;
     const gb = wantB ? empty([C], gc.dtype, device) : null;
     // The saved statistics are used while they live; when a scope has already freed

@@ -161,7 +161,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (needsGrad(logits)) {
     record(loss, op, [logits], (g) => {
       const gc = dense(g, logits.dtype);
-      const dx = empty(logits.shape, logits.dtype, logits.device);
+      const dx = empty(logits.shape, logits.dtype, logits.device, false);  // ignored rows too are written (zeros)
       native.crossEntropyBackward(flat(x, op), flat(t, op), wbuf, N, C, I, ignoreIndex, eps, lse.storage.data,
         flat(gc, op), dx.storage.data);
       return [dx];

@@ -39,7 +39,7 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
   checkAlloc(x.shape, 'float32', x.device, op);  // (before a half input is widened to float32)
   const out = noGrad(() => {
     const xc = contiguousFor(computeType(x), op);
-    const y = empty(x.shape, xc.dtype, x.device, true, op);
+    const y = empty(x.shape, xc.dtype, x.device, false, op);  // the kernel writes every element
     native.softmaxForward(flat(xc, op), y.storage.data, M, C, I, log);
     if (xc !== x) xc.dispose();
     if (y.dtype === x.dtype) return y;
@@ -51,7 +51,7 @@ function softmaxImpl(x: Tensor, dim: number, log: boolean): Tensor {
     record(out, op, [x], (g) => {
       const gc = contiguous(computeType(g));
       const yc = computeType(out);
-      const gx = empty(x.shape, gc.dtype, x.device);
+      const gx = empty(x.shape, gc.dtype, x.device, false);
       native.softmaxBackward(flat(gc, op), flat(yc, op), gx.storage.data, M, C, I, log);
       if (gc !== g) gc.dispose();
       if (yc !== out) yc.dispose();
