@@ -111,11 +111,14 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
   for (const [name, o, p] of [
     ['single', ddpOurs.single, ddpPeer.single], ['ddp', ddpOurs.ddp, ddpPeer.ddp], ['overhead', over(ddpOurs), over(ddpPeer)],
   ] as const) {
-    rows.push(makeRow(ctx, {
+    const row = makeRow(ctx, {
       bench: `ddp-gpt.${name}`, shape, dtype: 'float32', ms: median(o), peer: hasPeerDdp ? `${peerName} DDP` : 'none',
       peerMs: hasPeerDdp ? median(p) : null,
       note: (name === 'overhead' ? 'ddp step - single-process step; ' : name === 'single' ? 'step without gradient sync; ' : 'step through DistributedDataParallel; ') + noteOf(o, p),
-    }));
+    });
+    // an overhead within the noise can come out at or below zero: no meaningful ratio then
+    if (row.ms <= 0 || (row.peerMs !== null && row.peerMs <= 0)) row.ratio = null;
+    rows.push(row);
   }
   return rows;
 }
