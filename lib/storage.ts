@@ -122,9 +122,10 @@ function givePooled(dtype: DType, buf: TypedArray): void {
   if (byLength === undefined) pool[code] = byLength = new Map();
   let list = byLength.get(buf.length);
   if (bytes < SMALL_BYTES && list !== undefined && list.length >= SMALL_PER_SIZE) return;
-  while (pooledBytes + bytes > poolLimit) if (!evictOldest()) return;
-  // (eviction may have dropped this length's list)
-  list = byLength.get(buf.length);
+  if (pooledBytes + bytes > poolLimit) {
+    do if (!evictOldest()) return; while (pooledBytes + bytes > poolLimit);
+    list = byLength.get(buf.length);  // (eviction may have dropped this length's list)
+  }
   if (list === undefined) byLength.set(buf.length, (list = []));
   list.push(buf);
   pooledBytes += bytes;
