@@ -51,9 +51,11 @@ function naiveMs(c: Case): number {
  * (measured, rounded to a half) x lanes (16 float32 for AVX-512, 8 for AVX2, 4 for the
  * portable SSE build) x 2 flops x the measured clock; lanes halve for float64.
  */
+// Measured once per process (~0.1 s): the header and every GEMM row use the same figure.
+let measuredPeak: { ghz: number; fmaYmmPerCycle: number; fmaZmmPerCycle: number } | undefined;
 export function fmaPeak(threads: number, dtype: 'float32' | 'float64' = 'float32'): { gflops: number; text: string } {
   const kernel = ng.info().cpu.kernel;
-  const p = native.cpuPeak();
+  const p = (measuredPeak ??= native.cpuPeak());
   const wide = kernel === 'avx512';
   const perCycle = Math.round(2 * (wide ? p.fmaZmmPerCycle : kernel === 'avx2' ? p.fmaYmmPerCycle : 1)) / 2;
   const lanes = (wide ? 16 : kernel === 'avx2' ? 8 : 4) / (dtype === 'float64' ? 2 : 1);
