@@ -1,4 +1,4 @@
-// Thread pool: workers sleep on a condition variable; a job is one function called
+// Thread pool: workers spin briefly, then sleep on a condition variable; a job is one function called
 // with (tid, nthreads). Jobs are serialised by a mutex: kernels are launched from the
 // JavaScript thread only, one at a time; nested parallel calls run inline.
 // An exception thrown by any thread of a job (a failed scratch allocation, say) is kept
@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -17,9 +19,21 @@
 namespace ng {
 namespace {
 
+// Waiting: a worker that finishes a job spins for a short while (NODEGRAD_SPIN_US,
+// default 100 us; 0 turns spinning off) before it sleeps on the condition variable,
+// and so does the caller waiting for the workers. Kernels come back to back in a
+// training step, so the next job usually finds its workers awake on their own cores:
+// waking a sleeper costs 5-50 us here, and the kernel places a woken thread on the
+// waker's core about half the time, so the two share a core until the scheduler moves
+// one of them (a 2-thread GEMM then ran at half speed for whole calls).
+// Handshakes: a job is published as one word, state_ = generation << 16 | threads, after
+// its function pointer; a sleeper registers in sleepers_ before it checks state_ under
+// mu_, and the caller bumps state_ before it reads sleepers_ (both sequentially
+// consistent), so either the caller sees the sleeper and notifies it or the sleeper sees
+// the job. The caller's wait for pending_ == 0 pairs with caller_waits_ the same way.
 class Pool {
  public:
-  Pool() { resize(default_threads()); }
+  Pool() : spin_ns_(spin_budget_ns()) { resize(default_threads()); }
   ~Pool() { stop(); }
 
   static int default_threads() {
@@ -35,14 +49,10 @@ class Pool {
     if (n == nthreads_) return;
     stop();
     nthreads_ = n;
-    uint64_t gen;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      quit_ = false;
-      gen = generation_;
-    }
-    // New workers start from the current generation so they do not run a finished job.
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
+    quit_.store(false);
+    // New workers start from the current state so they do not run a finished job.
+    const uint64_t seen = state_.load();
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, seen] { loop(i, seen); });
   }
 
   void run(int nt, const std::function<void(int, int)>& fn) {
@@ -52,14 +62,14 @@ class Pool {
       return;
     }
     std::lock_guard<std::mutex> job_lock(job_mu_);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      job_ = &fn;
-      job_threads_ = nt;
-      pending_ = nt - 1;
-      ++generation_;
+    job_.store(&fn, std::memory_order_relaxed);
+    pending_.store(nt - 1, std::memory_order_relaxed);
+    const uint64_t gen = (state_.load(std::memory_order_relaxed) >> 16) + 1;
+    state_.store(gen << 16 | static_cast<uint64_t>(nt));  // seq_cst: publishes job_, pending_
+    if (sleepers_.load() > 0) {
+      { std::lock_guard<std::mutex> lk(mu_); }
+      cv_.notify_all();
     }
-    cv_.notify_all();
     in_job_ = true;
     try {
       fn(0, nt);
@@ -67,11 +77,15 @@ class Pool {
       keep_error(std::current_exception());
     }
     in_job_ = false;
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      caller_waits_.store(true);
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return pending_.load() == 0; });
+      caller_waits_.store(false, std::memory_order_relaxed);
+    }
     std::exception_ptr err;
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      done_cv_.wait(lk, [this] { return pending_ == 0; });
-      job_ = nullptr;
+      std::lock_guard<std::mutex> lk(mu_);
       err = error_;
       error_ = nullptr;
     }
@@ -79,28 +93,61 @@ class Pool {
   }
 
  private:
+  static int64_t spin_budget_ns() {
+    const char* e = std::getenv("NODEGRAD_SPIN_US");
+    if (e == nullptr || *e == '\0') return 100000;
+    char* end = nullptr;
+    const double us = std::strtod(e, &end);
+    return end == e || !(us > 0) ? 0 : static_cast<int64_t>(std::min(us, 1e6) * 1000);
+  }
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+  // Spins for up to spin_ns_ until ready() holds; true when it did.
+  template <class F>
+  bool spin_until(const F& ready) const {
+    if (ready()) return true;
+    if (spin_ns_ <= 0) return false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns_);
+    for (unsigned i = 1;; ++i) {
+      cpu_relax();
+      if (ready()) return true;
+      if ((i & 63) == 0 && std::chrono::steady_clock::now() >= deadline) return false;
+    }
+  }
+
   void loop(int tid, uint64_t seen) {
     for (;;) {
-      const std::function<void(int, int)>* job;
-      int nt;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
-        if (quit_) return;
-        seen = generation_;
-        job = job_;
-        nt = job_threads_;
-      }
-      if (tid < nt) {
-        in_job_ = true;
-        try {
-          (*job)(tid, nt);
-        } catch (...) {
-          keep_error(std::current_exception());
+      auto changed = [&] { return state_.load(std::memory_order_acquire) != seen || quit_.load(std::memory_order_relaxed); };
+      if (!spin_until(changed)) {
+        sleepers_.fetch_add(1);
+        {
+          std::unique_lock<std::mutex> lk(mu_);
+          cv_.wait(lk, [&] { return state_.load() != seen || quit_.load(); });
         }
-        in_job_ = false;
-        std::lock_guard<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        sleepers_.fetch_sub(1);
+      }
+      if (quit_.load()) return;
+      seen = state_.load(std::memory_order_acquire);
+      const int nt = static_cast<int>(seen & 0xFFFF);
+      // A worker inside the job's thread count holds the caller until it finishes, so
+      // job_ is still this job's; one outside it never reads job_.
+      if (tid >= nt) continue;
+      const std::function<void(int, int)>* job = job_.load(std::memory_order_relaxed);
+      in_job_ = true;
+      try {
+        (*job)(tid, nt);
+      } catch (...) {
+        keep_error(std::current_exception());
+      }
+      in_job_ = false;
+      if (pending_.fetch_sub(1) == 1 && caller_waits_.load()) {
+        { std::lock_guard<std::mutex> lk(mu_); }
+        done_cv_.notify_one();
       }
     }
   }
@@ -110,24 +157,23 @@ class Pool {
     if (!error_) error_ = e;
   }
   void stop() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      quit_ = true;
-    }
+    quit_.store(true);
+    { std::lock_guard<std::mutex> lk(mu_); }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
   }
 
+  const int64_t spin_ns_;
   int nthreads_ = 0;
   std::vector<std::thread> workers_;
   std::mutex mu_, job_mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  int job_threads_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
+  std::atomic<const std::function<void(int, int)>*> job_{nullptr};
+  std::atomic<uint64_t> state_{0};  // generation << 16 | threads of the current job
+  std::atomic<int> pending_{0};     // workers of the current job not yet finished
+  std::atomic<int> sleepers_{0};    // workers asleep (or about to be) on cv_
+  std::atomic<bool> caller_waits_{false}, quit_{false};
   std::exception_ptr error_;
   static thread_local bool in_job_;
 };

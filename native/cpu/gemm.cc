@@ -12,8 +12,9 @@
 // computed into a local tile and merged.
 //
 // Blocking (KC, MC, NC), per micro-kernel, chosen at run time by CPU feature:
-//   AVX-512 f32 14x32: KC 256, MC 896, NC 4096     AVX2 f32 6x16: KC 256, MC 192, NC 4096
-//   AVX-512 f64 14x16: KC 256, MC 448, NC 2048     AVX2 f64 6x8:  KC 256, MC 96,  NC 2048
+//   AVX-512 f32 14x32: KC 256, MC 896, NC 4096     AVX2 f32 6x16: KC 512*, MC 192, NC 4096
+//   AVX-512 f64 14x16: KC 256, MC 448, NC 2048     AVX2 f64 6x8:  KC 512*, MC 96,  NC 2048
+//   (* 256 where the L1d is under 48 KiB)
 //   portable 4x8 (either dtype): KC 256, MC 128, NC 2048
 // Block sizes are evened out so that no block is a sliver (K = 300 gives 2 x 150).
 //
