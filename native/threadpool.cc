@@ -100,13 +100,6 @@ class Pool {
     const double us = std::strtod(e, &end);
     return end == e || !(us > 0) ? 0 : static_cast<int64_t>(std::min(us, 1e6) * 1000);
   }
-  static void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
   // Spins for up to spin_ns_ until ready() holds; true when it did.
   template <class F>
   bool spin_until(const F& ready) const {

@@ -7,6 +7,15 @@
 
 namespace ng {
 
+// One pause of a spin-wait loop (lets the sibling hyperthread run; no-op elsewhere).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 int num_threads();
 void set_num_threads(int n);
 // fn(begin, end) is called on disjoint ranges covering [0, n).

@@ -97,11 +97,6 @@ template <> const GemmKernel<double>& kernel_for<double>() { return kernels().f6
 // Packing buffers, one per thread and role, so repeated calls allocate nothing.
 thread_local Scratch tl_apack("matmul"), tl_bpack("matmul"), tl_shared[2] = {Scratch("matmul"), Scratch("matmul")};
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 // Work of one KC step, shared by the threads of one matrix: B-panel chunks to pack and
 // C blocks to compute, each claimed by whichever thread asks next (`next`) and counted
