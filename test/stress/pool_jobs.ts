@@ -9,7 +9,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function work(seed: number): Float32Array[] {
   return ng.scope(() => {
     ng.manualSeed(seed);
-    const a = ng.randn([96, 200]), b = ng.randn([200, 130]);
+    // 256^3 = 16.7M multiply-adds: above the GEMM's 8M threshold, so it runs on the pool
+    const a = ng.randn([256, 256]), b = ng.randn([256, 256]);
     const x = ng.randn([300_000]), y = ng.randn([300_000]);
     const m = ng.matmul(a, b);
     const e = ng.add(ng.mul(x, y), x);
