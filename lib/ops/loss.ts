@@ -122,12 +122,24 @@ function checkIgnoreIndex(ii: unknown, op: string): number {
  * weight, a number or a 0-d device tensor). Half-precision losses are summed in float32
  * and rounded once.
  */
+// The reductions below free the per-element loss they consumed (sum and div save no
+// values of it, and a disposed tensor keeps its place in the graph): a temporary left to
+// the garbage collector costs a fresh typed array on the next call, which at [8192] rows
+// took as long as the kernel itself.
 function reduceRows(loss: Tensor, reduction: Reduction, total: number | Tensor): Tensor {
   if (reduction === 'none') return loss;
   const half = loss.dtype === 'bfloat16' || loss.dtype === 'float16';
-  const s = sum(half ? cast(loss, 'float32') : loss);
+  const h = half ? cast(loss, 'float32') : loss;
+  const s = sum(h);
+  if (h !== loss) h.dispose();
+  loss.dispose();
+  if (reduction === 'sum' && !half) return s;
   const r = reduction === 'sum' ? s : div(s, total);
-  return half ? cast(r, loss.dtype) : r;
+  if (r !== s) s.dispose();
+  if (!half) return r;
+  const out = cast(r, loss.dtype);
+  if (out !== r) r.dispose();
+  return out;
 }
 
 /**
@@ -166,6 +178,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
         flat(gc, op), dx.storage.data);
       return [dx];
     }, [x, t, w, lse]);
+  } else {
+    lse.dispose();
+    if (x !== logits) x.dispose();
+    if (t !== targets) t.dispose();
   }
   return reduceRows(loss, reduction, total);
 }
@@ -197,12 +213,16 @@ export function nllLoss(logProbs: Tensor, targets: Tensor, opts: NllLossOptions 
       native.nllLossBackward(dx.storage.data, flat(t, op), wbuf, N, C, I, ignoreIndex, flat(gc, op));
       return [dx];
     }, [t, w]);
-  }
+  } else if (t !== targets) t.dispose();
+  if (x !== logProbs) x.dispose();  // (the backward reads no values of it)
   return reduceRows(loss, reduction, total);
 }
 
 function reduceElements(loss: Tensor, reduction: Reduction): Tensor {
-  return reduction === 'none' ? loss : reduction === 'sum' ? sum(loss) : mean(loss);
+  if (reduction === 'none') return loss;
+  const r = reduction === 'sum' ? sum(loss) : mean(loss);
+  loss.dispose();
+  return r;
 }
 
 /** Mean (or summed) squared error; input and target must have the same shape. */
@@ -219,8 +239,12 @@ export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduc
   if (input.dtype !== 'float32' && input.dtype !== 'float64') {
     throw new Error(`nodegrad: ${op}: input must be float32 or float64 (got ${input.dtype})`);
   }
-  const d = sub(input, target.dtype === input.dtype ? target : cast(target, input.dtype));
-  return reduceElements(mul(d, d), reduction);
+  const tc = target.dtype === input.dtype ? target : cast(target, input.dtype);
+  const d = sub(input, tc);
+  if (tc !== target) tc.dispose();  // (sub saves no values)
+  const sq = mul(d, d);
+  if (!d.requiresGrad) d.dispose();  // (else mul saved it)
+  return reduceElements(sq, reduction);
 }
 
 /**

@@ -131,6 +131,20 @@ describeBackends('crossEntropy', (device) => {
     expectClose(crossEntropy(x, t, { reduction: 'none' }), [2e4, Math.log(2)], { rtol: 1e-6 });
   });
 
+  it('propagates NaN, ignores -Infinity and underflowing logits on vector-width float32 rows', () => {
+    const C = 27;  // three 8-lane blocks and a scalar tail
+    const rows = [
+      Array.from({ length: C }, (_, c) => (c === 19 ? NaN : c / 10)),
+      Array.from({ length: C }, (_, c) => (c % 3 === 0 ? -Infinity : c / 10)),
+      Array.from({ length: C }, (_, c) => (c % 2 === 0 ? -200 + c : c / 7)),
+    ];
+    const t = [4, 5, 3];
+    const lse = (r: number[]) => { const m = Math.max(...r.filter((v) => v > -Infinity)); return m + Math.log(r.reduce((a, v) => a + Math.exp(v - m), 0)); };
+    const got = crossEntropy(ng.tensor(rows, { device }), ng.tensor(t, { dtype: 'int32', device }), { reduction: 'none' }).tolist() as number[];
+    expect(Number.isNaN(got[0])).toBe(true);
+    expectClose(ng.tensor(got.slice(1)), [lse(rows[1]) - rows[1][5], lse(rows[2]) - rows[2][3]], { rtol: 1e-6, atol: 1e-6 });
+  });
+
   it('backward equals (softmax - smoothed one-hot) * g on wide rows in float32', () => {
     const N = 3, C = 5000, eps = 0.1;
     const xs = randomData(N * C, 11, 4), ts = [5, 999, 0];

@@ -101,7 +101,7 @@ function refCrossEntropy(x: Rows, t: number[], g: number) {
   return { loss, gx };
 }
 
-const widths = [1, 7, 768, 8193];
+const widths = [1, 7, 16, 64, 768, 2049, 8193];
 const layouts: Layout[] = ['contiguous', 'transposed', 'sliced'];
 const rowsFor = (C: number): number => (C > 1000 ? 3 : 33);
 
