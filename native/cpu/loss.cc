@@ -159,7 +159,9 @@ NG_INLINE double sum_f32(const float* x, int64_t n, float shift) {
   }
   return total;
 }
-NG_INLINE void ce_rows_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, float* loss, float* lse) {
+// The forward row loop; Lse(xr, C) gives the row's log-sum-exp (in double).
+template <class Lse>
+NG_INLINE void ce_rows_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, float* loss, float* lse, Lse lse_of) {
   const float* x = static_cast<const float*>(a.x);
   const int64_t C = a.C;
   const double eps = a.label_smoothing;
@@ -170,14 +172,19 @@ NG_INLINE void ce_rows_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, float
       continue;
     }
     const float* xr = x + r * C;
-    const float m = max_f32(xr, C);
-    const double l = m + std::log(sum_f32<true>(xr, C, m));
+    const double l = lse_of(xr, C);
     double v = (1 - eps) * (l - xr[t]);
     if (eps > 0) v += eps / C * (l * C - sum_f32<false>(xr, C, 0));
     loss[r] = static_cast<float>(v);
     lse[r] = static_cast<float>(l);
   }
 }
+struct LseBase {
+  NG_INLINE double operator()(const float* xr, int64_t C) const {
+    const float m = max_f32(xr, C);
+    return m + std::log(sum_f32<true>(xr, C, m));
+  }
+};
 NG_INLINE void ce_rows_back_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, const float* lse, const float* g,
                                 float* dx) {
   const float* x = static_cast<const float*>(a.x);
@@ -262,27 +269,17 @@ NG_TARGET_AVX2 NG_INLINE double sum_exp_f32_v(const float* x, int64_t n, float s
   }
   return total;
 }
-NG_TARGET_AVX2 void ce_rows_f32_avx2(const ClassLossArgs& a, int64_t r0, int64_t r1, float* loss, float* lse) {
-  const float* x = static_cast<const float*>(a.x);
-  const int64_t C = a.C;
-  const double eps = a.label_smoothing;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int32_t t = a.targets[r];
-    if (t == a.ignore_index) {
-      loss[r] = lse[r] = 0;
-      continue;
-    }
-    const float* xr = x + r * C;
+struct LseAvx2 {
+  NG_TARGET_AVX2 double operator()(const float* xr, int64_t C) const {  // (not always_inline: the row loop is not AVX2 code)
     const float m = max_f32_v(xr, C);
     const double s = sum_exp_f32_v(xr, C, m);
     // s is in [1, C] for finite rows: a float log is exact to < 1 ulp of the float result
     // up to C = 2048 (one partial sum); longer rows keep the double log.
-    const double l = m + (C <= 2048 ? static_cast<double>(std::log(static_cast<float>(s))) : std::log(s));
-    double v = (1 - eps) * (l - xr[t]);
-    if (eps > 0) v += eps / C * (l * C - sum_f32<false>(xr, C, 0));
-    loss[r] = static_cast<float>(v);
-    lse[r] = static_cast<float>(l);
+    return m + (C <= 2048 ? static_cast<double>(std::log(static_cast<float>(s))) : std::log(s));
   }
+};
+NG_TARGET_AVX2 void ce_rows_f32_avx2(const ClassLossArgs& a, int64_t r0, int64_t r1, float* loss, float* lse) {
+  ce_rows_f32(a, r0, r1, loss, lse, LseAvx2{});
 }
 NG_TARGET_AVX2 void ce_rows_back_f32_avx2(const ClassLossArgs& a, int64_t r0, int64_t r1, const float* lse,
                                           const float* g, float* dx) {
@@ -290,7 +287,7 @@ NG_TARGET_AVX2 void ce_rows_back_f32_avx2(const ClassLossArgs& a, int64_t r0, in
 }
 #endif
 void ce_rows_f32_base(const ClassLossArgs& a, int64_t r0, int64_t r1, float* loss, float* lse) {
-  ce_rows_f32(a, r0, r1, loss, lse);
+  ce_rows_f32(a, r0, r1, loss, lse, LseBase{});
 }
 void ce_rows_back_f32_base(const ClassLossArgs& a, int64_t r0, int64_t r1, const float* lse, const float* g,
                            float* dx) {
