@@ -122,20 +122,22 @@ function checkIgnoreIndex(ii: unknown, op: string): number {
  * weight, a number or a 0-d device tensor). Half-precision losses are summed in float32
  * and rounded once.
  */
-// The reductions below free the per-element loss they consumed (sum and div save no
-// values of it, and a disposed tensor keeps its place in the graph): a temporary left to
-// the garbage collector costs a fresh typed array on the next call, which at [8192] rows
-// took as long as the kernel itself.
 function reduceRows(loss: Tensor, reduction: Reduction, total: number | Tensor): Tensor {
   if (reduction === 'none') return loss;
+  // Frees the per-row loss and the intermediates it consumed (sum and div save no values
+  // of them, and a disposed tensor keeps its place in the graph): one left to the garbage
+  // collector costs a fresh typed array on the next call, at [8192] rows as long as the
+  // kernel itself.
   const half = loss.dtype === 'bfloat16' || loss.dtype === 'float16';
   const h = half ? cast(loss, 'float32') : loss;
-  const s = sum(h);
+  let r = sum(h);
   if (h !== loss) h.dispose();
   loss.dispose();
-  if (reduction === 'sum' && !half) return s;
-  const r = reduction === 'sum' ? s : div(s, total);
-  if (r !== s) s.dispose();
+  if (reduction === 'mean') {
+    const s = r;
+    r = div(s, total);
+    s.dispose();
+  }
   if (!half) return r;
   const out = cast(r, loss.dtype);
   if (out !== r) r.dispose();

@@ -155,7 +155,11 @@ NG_INLINE double sum_f32(const float* x, int64_t n, float shift) {
     for (; c + 8 <= c1; c += 8)
       for (int u = 0; u < 8; ++u) acc[u] += Exp ? exp_nonpos(x[c + u] - shift) : x[c + u];
     for (; c < c1; ++c) total += Exp ? exp_nonpos(x[c] - shift) : x[c];
-    for (int u = 0; u < 8; ++u) total += acc[u];
+    // pairwise in float, one conversion (a lane-by-lane flush to double was a chain of
+    // 16 dependent operations per row)
+    for (int w = 4; w > 0; w /= 2)
+      for (int u = 0; u < w; ++u) acc[u] += acc[u + w];
+    total += acc[0];
   }
   return total;
 }
@@ -201,41 +205,14 @@ NG_INLINE void ce_rows_back_f32(const ClassLossArgs& a, int64_t r0, int64_t r1, 
   }
 }
 #if NG_LOSS_AVX2
-// The same row math written with AVX2 intrinsics: GCC left the 8-lane max above scalar
-// (8 dependent vmaxss per 8 elements) and flushed every row's partial sums to double
-// one lane at a time; at C = 64 those and the double log were half the row's time.
-NG_TARGET_AVX2 NG_INLINE __m256 exp_nonpos_v(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.33654475f);
-  const __m256 xc = _mm256_max_ps(x, lo);  // NaN in x: max_ps returns lo, fixed below
-  const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(12582912.0f));
-  const __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(12582912.0f));
-  const __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
-  const __m256 v = _mm256_mul_ps(p, scale);
-  // below lo: 0; NaN (unordered with itself): NaN
-  const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ), nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  return _mm256_blendv_ps(_mm256_andnot_ps(below, v), x, nan);
-}
+// The row max in AVX2 intrinsics: GCC leaves the 8-lane max above scalar (8 dependent
+// vmaxss per 8 elements); at C = 64 that, the partial sums' flush and the double log were
+// half the row's time.
 NG_TARGET_AVX2 NG_INLINE float hmax_v(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
   return _mm_cvtss_f32(m);
-}
-NG_TARGET_AVX2 NG_INLINE double hsum_v(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 // max over the row; a NaN element makes the row's sum (hence its loss) NaN below.
 NG_TARGET_AVX2 NG_INLINE float max_f32_v(const float* x, int64_t n) {
@@ -251,28 +228,10 @@ NG_TARGET_AVX2 NG_INLINE float max_f32_v(const float* x, int64_t n) {
   for (; c < n; ++c) m = x[c] > m ? x[c] : m;
   return m;
 }
-// sum of exp(x - shift), 8-lane float partial sums flushed to double every 2048 elements.
-NG_TARGET_AVX2 NG_INLINE double sum_exp_f32_v(const float* x, int64_t n, float shift) {
-  const __m256 sh = _mm256_set1_ps(shift);
-  double total = 0;
-  for (int64_t c0 = 0; c0 < n; c0 += 2048) {
-    const int64_t c1 = std::min(n, c0 + 2048);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t c = c0;
-    for (; c + 16 <= c1; c += 16) {
-      a0 = _mm256_add_ps(a0, exp_nonpos_v(_mm256_sub_ps(_mm256_loadu_ps(x + c), sh)));
-      a1 = _mm256_add_ps(a1, exp_nonpos_v(_mm256_sub_ps(_mm256_loadu_ps(x + c + 8), sh)));
-    }
-    if (c + 8 <= c1) a0 = _mm256_add_ps(a0, exp_nonpos_v(_mm256_sub_ps(_mm256_loadu_ps(x + c), sh))), c += 8;
-    for (; c < c1; ++c) total += exp_nonpos(x[c] - shift);
-    total += hsum_v(_mm256_add_ps(a0, a1));
-  }
-  return total;
-}
 struct LseAvx2 {
   NG_TARGET_AVX2 double operator()(const float* xr, int64_t C) const {  // (not always_inline: the row loop is not AVX2 code)
     const float m = max_f32_v(xr, C);
-    const double s = sum_exp_f32_v(xr, C, m);
+    const double s = sum_f32<true>(xr, C, m);  // (GCC vectorises this one)
     // s is in [1, C] for finite rows: a float log is exact to < 1 ulp of the float result
     // up to C = 2048 (one partial sum); longer rows keep the double log.
     return m + (C <= 2048 ? static_cast<double>(std::log(static_cast<float>(s))) : std::log(s));
