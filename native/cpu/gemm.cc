@@ -304,7 +304,7 @@ inline int64_t even_block(int64_t n, int64_t block, int64_t unit) {
 //    the compiler can vectorise it without reassociating a single running sum;
 //  - axpy form otherwise: C rows, in column chunks that stay in L1, accumulate
 //    alpha * A[i, p] * B[p, :], so each chunk of a B row is read once for all rows.
-static const int64_t kDirectMacs = getenv("NG_T_DIR") ? atoll(getenv("NG_T_DIR")) : 32768;
+constexpr int64_t kDirectMacs = 32768;  // below this many multiply-adds the product runs unpacked
 constexpr int kLanes = 16;
 
 template <class T>

@@ -96,6 +96,10 @@ cases.push({ M: 3, N: 501, K: 300, la: 'n', lb: 'n', alpha: 0.5, beta: 2 });
 cases.push({ M: 500, N: 6, K: 300, la: 't', lb: 't', alpha: -1.5, beta: 1 });
 cases.push({ M: 301, N: 203, K: 133, la: 'n', lb: 'n', alpha: 2, beta: -0.5 });
 cases.push({ M: 1, N: 1000, K: 1000, la: 'n', lb: 't', alpha: 3, beta: 1 });
+// x @ W with more columns than one L1 chunk of C (4096 / 2048 / 1024 for 1 / 2 / 3-4 rows),
+// K not a multiple of the 4-row B step, so the next-rows prefetch stops short of the end.
+cases.push({ M: 1, N: 9001, K: 37, la: 'n', lb: 'n' }, { M: 1, N: 20003, K: 9, la: 'n', lb: 'n', alpha: 0.5, beta: 1 });
+cases.push({ M: 2, N: 4500, K: 21, la: 'n', lb: 'n', beta: -1 }, { M: 3, N: 2300, K: 6, la: 'n', lb: 'n' });
 cases.push({ M: 64, N: 64, K: 64, la: 'n', lb: 'n', batch: 5 });
 cases.push({ M: 3, N: 300, K: 200, la: 'n', lb: 't', batch: 4, bcastB: true });
 cases.push({ M: 200, N: 8, K: 150, la: 't', lb: 'n', batch: 3, bcastB: true });
