@@ -11,7 +11,7 @@
 // with the graph is disposed.
 import type { GradNode } from './autograd.js';
 import type { Tensor } from './tensor.js';
-import { countTensor, deviceStats, type Storage } from './storage.js';
+import { countTensor, deviceStats, type Storage, type StorageLife } from './storage.js';
 
 export interface Disposable { dispose(): void; readonly isDisposed: boolean }
 interface Tracked extends Disposable {
@@ -41,10 +41,12 @@ const scopeKept: (Tracked[] | null)[] = [];
 let nextSeq = 1;
 let liveTensors = 0;
 
-const registry = new FinalizationRegistry<Storage>((storage) => {
-  // The tensor was collected without dispose(): drop its storage reference.
-  storage.release();
-  countTensor(storage.device, -1);
+const registry = new FinalizationRegistry<StorageLife>((life) => {
+  // The tensor was collected without dispose(): drop its storage reference. (The
+  // storage's count is kept here, not the storage, and its CPU buffer only within a
+  // bound: see StorageLife.)
+  life.releaseCollected();
+  countTensor(life.device, -1);
   liveTensors--;
 });
 
@@ -76,7 +78,8 @@ function flushPending(): void {
       continue;
     }
     t._gc = 2;
-    registry.register(t, t.storage, t);
+    t.storage.keepForCollector();
+    registry.register(t, t.storage.life, t);
   }
 }
 function flushQueuedPending(): void {

@@ -142,13 +142,48 @@ export function cpuPoolBytes(): number {
   return pooledBytes;
 }
 
+/**
+ * A storage's reference count and what freeing it takes: its device, its size, the block
+ * handle of device memory and, within a bound, the CPU buffer. The collector's backstop
+ * (lib/memory.ts) keeps this for each tensor nobody disposed; finalizers run only when
+ * the program yields to the event loop, so a buffer this holds stays alive until then.
+ * Buffers held so are what a finalizer gives back to the pool for reuse, but only up to
+ * BACKSTOP_KEEP_BYTES of them (the pool's own bound, so no more than it could take back):
+ * past that, a leaked buffer goes with its last view at the next collection. (Holding
+ * every one kept all the leaked buffers of a loop that never yields: 100k leaked 16 KB
+ * results of a synchronous loop held 2.1 GB.)
+ */
+export class StorageLife {
+  refs = 0;
+  live = true;
+  /** The CPU buffer, while the backstop holds it for the pool (see keepForCollector). */
+  kept: TypedArray | null = null;
+  constructor(readonly device: Device, readonly dtype: DType, readonly nbytes: number, readonly handle: DeviceHandle | null) {}
+  /** Drops one reference of a view the collector took; frees the storage with the last. */
+  releaseCollected(): void {
+    if (--this.refs > 0 || !this.live) return;
+    this.live = false;
+    if (this.handle !== null) native.cudaFree(this.handle);
+    if (this.kept !== null) {
+      keptBytes -= this.nbytes;
+      givePooled(this.dtype, this.kept);
+      this.kept = null;
+    }
+    statsFor(this.device).bytes -= this.nbytes;
+  }
+}
+// CPU bytes the backstop holds for reuse (StorageLife.kept), at most BACKSTOP_KEEP_BYTES
+const BACKSTOP_KEEP_BYTES = poolLimit;
+let keptBytes = 0;
+
 export class Storage {
   readonly id: number;
   readonly device: Device;
   readonly dtype: DType;
   readonly length: number;
   private buf: TypedArray | null;
-  refs = 0;
+  /** Reference count and freeing state, shared with the collector's backstop. */
+  readonly life: StorageLife;
   /**
    * Bumped by every in-place write into this storage (PyTorch's version counter, shared
    * by every view): a backward formula that saved a tensor checks that it is unchanged.
@@ -177,8 +212,10 @@ export class Storage {
         }
       }
       this.buf = h as unknown as TypedArray;
+      this.life = new StorageLife(device, dtype, this.nbytes, h);
     } else {
       this.buf = data ?? takePooled(dtype, length, zeroed) ?? allocTyped(dtype, length);
+      this.life = new StorageLife(device, dtype, this.nbytes, null);
     }
     const s = statsFor(device);
     s.bytes += this.nbytes;
@@ -189,7 +226,10 @@ export class Storage {
     return this.length * itemSize[this.dtype];
   }
   get freed(): boolean {
-    return this.buf === null;
+    return this.buf === null || !this.life.live;
+  }
+  get refs(): number {
+    return this.life.refs;
   }
   /**
    * What the addon's kernels take: the CPU typed array, or for CUDA storage the opaque
@@ -197,7 +237,7 @@ export class Storage {
    * not read values from it; use `host` for that). Throws if freed.
    */
   get data(): TypedArray {
-    if (this.buf === null) throw new Error('nodegrad: storage used after it was freed');
+    if (this.buf === null || !this.life.live) throw new Error('nodegrad: storage used after it was freed');
     return this.buf;
   }
   /** The CPU typed array of CPU storage; throws for device storage. */
@@ -211,14 +251,35 @@ export class Storage {
     this.modifiedBy = op;
   }
   retain(): void {
-    this.refs++;
+    this.life.refs++;
+  }
+  /**
+   * Called when a view of this storage is handed to the collector's backstop: the CPU
+   * buffer is held with it (for the pool, when the finalizer runs) while the held total
+   * stays within BACKSTOP_KEEP_BYTES.
+   */
+  keepForCollector(): void {
+    const life = this.life;
+    if (this.device !== 'cpu' || life.kept !== null || this.buf === null || !life.live) return;
+    if (keptBytes + this.nbytes > BACKSTOP_KEEP_BYTES) return;
+    life.kept = this.buf;
+    keptBytes += this.nbytes;
   }
   release(): void {
-    if (--this.refs <= 0 && this.buf !== null) {
-      if (this.device === 'cpu') givePooled(this.dtype, this.buf);
-      else native.cudaFree(this.buf as unknown as DeviceHandle);
+    const life = this.life;
+    if (--life.refs <= 0 && this.buf !== null) {
+      // (a storage the collector's backstop already freed is not freed twice)
+      if (life.live) {
+        if (life.kept !== null) {
+          keptBytes -= this.nbytes;
+          life.kept = null;
+        }
+        if (this.device === 'cpu') givePooled(this.dtype, this.buf);
+        else native.cudaFree(this.buf as unknown as DeviceHandle);
+        statsFor(this.device).bytes -= this.nbytes;
+        life.live = false;
+      }
       this.buf = null;
-      statsFor(this.device).bytes -= this.nbytes;
     }
   }
 }
