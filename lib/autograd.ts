@@ -11,10 +11,29 @@ import type { Tensor } from './tensor.js';
 import { keep, releaseHeld, scope } from './memory.js';
 import { lastStorageId } from './storage.js';
 
+/**
+ * A backward's gradient that is zero outside one view of the input (select and slice
+ * return one): `values` at a view of a tensor of `shape`. The engine adds it in place into
+ * that view of a gradient for the same input that this pass made and nothing else holds;
+ * otherwise it makes the dense gradient (zeros, then the values). The three selects that
+ * take q, k and v out of a fused projection then cost one zero-filled gradient and three
+ * copies, instead of three zero-filled gradients, three copies and two full-size adds.
+ */
+export class PartialGrad {
+  constructor(
+    readonly shape: readonly number[],
+    readonly values: Tensor,
+    /** Adds values into their view of `full` (a tensor of `shape`), in place. */
+    readonly addInto: (full: Tensor) => void,
+    /** The dense gradient: zeros of `shape` with values at their view. */
+    readonly dense: () => Tensor,
+  ) {}
+}
+
 export interface GradNode {
   readonly name: string;
   readonly inputs: readonly (Tensor | null)[];
-  backward: (grad: Tensor) => readonly (Tensor | null | undefined)[];
+  backward: (grad: Tensor) => readonly (Tensor | PartialGrad | null | undefined)[];
   released?: boolean;
   /** The tensors backward reads (inputs, the output, or tensors made in the forward). */
   saved: readonly Tensor[];
@@ -311,10 +330,10 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
         const done: (Tensor | null | undefined)[] = [g];
         const edges = nodeEdges(node);
         node.inputs.forEach((x, i) => {
-          const gi = gin[i];
+          let gi = gin[i];
           const e = edges[i];
           if (!x || !e || !gi) {
-            done.push(gi);
+            done.push(gi instanceof PartialGrad ? gi.values : gi);
             return;
           }
           if (gi.shape.join(',') !== x.shape.join(',')) {
@@ -323,6 +342,17 @@ export function backward(root: Tensor, gradient?: Tensor, opts: BackwardOptions 
             );
           }
           const prevG = grads.get(e);
+          if (gi instanceof PartialGrad) {
+            done.push(gi.values);
+            // in place only into a gradient this pass made, held by this entry alone, whose
+            // storage no other view (a leaf's .grad, another entry) shares
+            if (prevG && prevG.storage.id >= firstId && !keepers.has(prevG) && refs.get(prevG) === 1 &&
+              prevG.storage.refs === 1 && prevG.dtype === gi.values.dtype) {
+              gi.addInto(prevG);
+              return;
+            }
+            gi = gi.dense();
+          }
           if (prevG) {
             const sum = prevG.add(gi);
             drop(prevG);

@@ -2,7 +2,7 @@
 // expand, (un)squeeze, split/chunk, contiguous/clone, cat/stack. Views share storage
 // and cost no copy; their backward maps the gradient back onto the input's shape.
 import { native } from '../native.js';
-import { needsGrad, record } from '../autograd.js';
+import { needsGrad, PartialGrad, record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { sumToShape } from './reduce.js';
@@ -174,6 +174,21 @@ function checkHasDims(t: Tensor, op: string): void {
   if (t.ndim === 0) throw new Error(`nodegrad: ${op}: cannot be applied to a 0-dim tensor (got shape [])`);
 }
 
+/** The gradient of a view op: g at view(full) of a gradient of `shape`, zero elsewhere. */
+function partialGrad(shape: readonly number[], g: Tensor, view: (full: Tensor) => Tensor): PartialGrad {
+  return new PartialGrad(shape, g, (full) => {
+    const v = view(full);
+    v.add_(g);
+    v.dispose();
+  }, () => {
+    const z = zeros([...shape], { dtype: g.dtype, device: g.device });
+    const v = view(z);
+    copyInto(v, g);
+    v.dispose();
+    return z;
+  });
+}
+
 export function slice(t: Tensor, dim: number, start?: number, end?: number, step = 1): Tensor {
   checkTensor(t, 'slice');
   checkHasDims(t, 'slice');
@@ -196,11 +211,7 @@ export function slice(t: Tensor, dim: number, start?: number, end?: number, step
   strides[d] = len <= 1 ? t.strides[d] : t.strides[d] * step;
   const out = makeView(t, shape, strides, t.offset + s * t.strides[d]);
   if (needsGrad(t)) {
-    record(out, 'slice', [t], (g) => {
-      const z = zeros(t.shape, { dtype: g.dtype, device: g.device });
-      copyInto(slice(z, d, s, e, step), g);
-      return [z];
-    }, []);
+    record(out, 'slice', [t], (g) => [partialGrad(t.shape, g, (full) => slice(full, d, s, e, step))], []);
   }
   return out;
 }
@@ -228,11 +239,7 @@ export function select(t: Tensor, dim: number, index: number): Tensor {
   }
   const out = makeView(t, t.shape.filter((_, k) => k !== d), t.strides.filter((_, k) => k !== d), t.offset + i * t.strides[d]);
   if (needsGrad(t)) {
-    record(out, 'select', [t], (g) => {
-      const z = zeros(t.shape, { dtype: g.dtype, device: g.device });
-      copyInto(select(z, d, i), g);
-      return [z];
-    }, []);
+    record(out, 'select', [t], (g) => [partialGrad(t.shape, g, (full) => select(full, d, i))], []);
   }
   return out;
 }
