@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeRow, median, type BenchContext, type Row } from './common.js';
+import { makeRow, median, peerEnv, type BenchContext, type Row } from './common.js';
 import { isGlooAvailable } from '../lib/distributed/process_group.js';
 
 export const title = 'distributed: all-reduce bus bandwidth, gloo, 2 local ranks';
@@ -63,7 +63,7 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
   };
   let torchVersion = '';
   const peer = async (mode: string, arg: string): Promise<string | null> => {
-    const r = await exec(py, [path.join(here, 'distributed_peer.py'), mode, arg, String(await freePort())], { ...process.env, OMP_NUM_THREADS: '1' });
+    const r = await exec(py, [path.join(here, 'distributed_peer.py'), mode, arg, String(await freePort())], peerEnv(1));
     if (r.code !== 0) return null;
     torchVersion ||= jsonLines<{ torch?: string }>(r.out)[0]?.torch ?? '';
     return r.out;

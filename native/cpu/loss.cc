@@ -20,7 +20,6 @@
 #include <immintrin.h>
 #endif
 
-#include "cpu/attention.h"  // exp_fast
 #include "threadpool.h"
 
 #if defined(__GNUC__)
