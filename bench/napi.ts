@@ -6,12 +6,12 @@ import { tensor } from '../lib/ops/creation.js';
 import { add, mul, relu, Bin } from '../lib/ops/elementwise.js';
 import { sum } from '../lib/ops/reduce.js';
 import { scope } from '../lib/memory.js';
-import { argsHead, argsView } from '../lib/ops/util.js';
+import { argsHead, argsView } from '../lib/ops/native_args.js';
 import { makeRow, timeIt, timeOptions, type BenchContext, type PeerCase, type Row } from './common.js';
 
 interface Case { bench: string; fn: () => void; before?: () => void; peer?: PeerCase; note?: string }
 
-/** The argument block of a 1-element contiguous add (lib/ops/util.ts ARGS). */
+/** The argument block of a 1-element contiguous add (lib/ops/native_args.ts ARGS). */
 function binaryP1(): void {
   argsHead(Bin.add, [1], 0, 0);
   for (let k = 0; k < 3; k++) argsView(k, 0, [1]);

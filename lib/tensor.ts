@@ -13,7 +13,7 @@ import * as cr from './ops/creation.js';
 import * as mm from './ops/matmul.js';
 import * as sm from './ops/softmax.js';
 import * as ix from './ops/indexing.js';
-import { contiguousStrides } from './ops/util.js';
+import { contiguousStrides } from './ops/dims.js';
 
 export type NestedArray = number | boolean | NestedArray[];
 export type Scalar = number;
@@ -56,7 +56,7 @@ function viewText(xs: unknown): string {
   return Array.isArray(xs) ? `[${xs.map(String).join(',')}]` : String(xs);
 }
 
-/** Internal (lib/ops/util.ts's empty()): the Tensor constructor's mark of a fresh, contiguous output. */
+/** Internal (lib/ops/alloc.ts's empty()): the Tensor constructor's mark of a fresh, contiguous output. */
 export const FRESH: unique symbol = Symbol('nodegrad.freshTensor');
 
 export class Tensor {
@@ -82,7 +82,7 @@ export class Tensor {
 
   /**
    * Internal: use nodegrad.tensor(), zeros(), ... to create tensors. `fresh` (FRESH, for
-   * lib/ops/util.ts's empty()) marks a contiguous view at offset 0 over a storage just
+   * lib/ops/alloc.ts's empty()) marks a contiguous view at offset 0 over a storage just
    * made for it, which needs no check.
    */
   constructor(storage: Storage, shape: readonly number[], strides: readonly number[], offset: number, fresh?: typeof FRESH) {

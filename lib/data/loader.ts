@@ -10,7 +10,8 @@ import { scope } from '../memory.js';
 import { div, sub, where } from '../ops/elementwise.js';
 import { indexSelect } from '../ops/indexing.js';
 import { narrow, select, stack } from '../ops/shape.js';
-import { empty, fmt } from '../ops/util.js';
+import { empty } from '../ops/alloc.js';
+import { fmt } from '../ops/check.js';
 import { Tensor as TensorClass } from '../tensor.js';
 import { Rng } from './dataset.js';
 

@@ -6,7 +6,7 @@
 import { tensor } from '../ops/creation.js';
 import { nextRandom } from '../random.js';
 import { Tensor } from '../tensor.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import { Rng } from './dataset.js';
 
 export interface MaskTokensOptions {

@@ -13,7 +13,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { isFloating, itemSize, type DType, type TypedArray } from '../dtype.js';
 import { parseDevice, Storage, type Device } from '../storage.js';
 import { Tensor } from '../tensor.js';
-import { checkAlloc, contiguousStrides, MAX_DIMS } from '../ops/util.js';
+import { checkAlloc } from '../ops/alloc.js';
+import { contiguousStrides, MAX_DIMS } from '../ops/dims.js';
 import { writeFileAtomic, type WriteFn } from './atomic.js';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'I32' | 'BOOL' | 'BF16' | 'F16' | 'I64';

@@ -11,7 +11,7 @@ import { add, cast, gelu, relu, silu, tanh } from '../ops/elementwise.js';
 import { binaryCrossEntropyWithLogits, crossEntropy, mseLoss } from '../ops/loss.js';
 import { linear } from '../ops/matmul.js';
 import { reshape } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Tensor } from '../tensor.js';
 import { MultiheadAttention } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';

@@ -9,7 +9,7 @@ import { crossEntropy } from '../ops/loss.js';
 import { add, cast } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
 import { cat, narrow, reshape } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Tensor } from '../tensor.js';
 import { Block, emptyKVCache, type LayerKVCache } from '../nn/attention.js';
 import { Dropout, Embedding, LayerNorm, Linear, ModuleList } from '../nn/layers.js';

@@ -20,7 +20,7 @@ import { noGrad } from '../autograd.js';
 import { zeros } from '../ops/creation.js';
 import { cast } from '../ops/elementwise.js';
 import { contiguous } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Tensor } from '../tensor.js';
 import type { Module } from '../nn/module.js';
 import { writeDirAtomic, type FileContents } from '../io/atomic.js';

@@ -18,7 +18,7 @@ import { crossEntropy } from '../ops/loss.js';
 import { linear } from '../ops/matmul.js';
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { cat, narrow, reshape } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Device } from '../storage.js';
 import { Tensor } from '../tensor.js';
 import { checkpoint } from '../nn/checkpoint.js';

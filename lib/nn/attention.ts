@@ -8,7 +8,7 @@ import { cast, le, logicalAnd } from '../ops/elementwise.js';
 import { cat, reshape } from '../ops/shape.js';
 import { add } from '../ops/elementwise.js';
 import type { Tensor } from '../tensor.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import { Dropout, GELU, LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
 import { KVCacheLayer } from './kv_cache.js';

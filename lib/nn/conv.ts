@@ -7,7 +7,7 @@ import { batchNorm } from '../ops/batchnorm.js';
 import { conv2d, pair, type IntPair } from '../ops/conv.js';
 import { adaptiveAvgPool2d, avgPool2d, maxPool2d } from '../ops/pool.js';
 import { flatten } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Tensor } from '../tensor.js';
 import { Module, parameter } from './module.js';
 

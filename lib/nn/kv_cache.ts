@@ -14,7 +14,7 @@ import { keep, scope } from '../memory.js';
 import { tensor, zeros } from '../ops/creation.js';
 import { indexSelect } from '../ops/indexing.js';
 import { cat, detach, narrow } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import type { Device } from '../storage.js';
 import type { Tensor } from '../tensor.js';
 

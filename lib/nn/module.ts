@@ -7,7 +7,7 @@ import { keep } from '../memory.js';
 import { cast } from '../ops/elementwise.js';
 import type { Device } from '../storage.js';
 import { Tensor } from '../tensor.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 
 const PARAMS = new WeakSet<Tensor>();
 

@@ -14,7 +14,10 @@ import { softmax } from './softmax.js';
 import { amax } from './reduce.js';
 import { sumToShape } from './reduce.js';
 import { clone, contiguous, contiguousFor, expand, reshape, transpose } from './shape.js';
-import { broadcastShapes, broadcastStrides, checkAlloc, checkSameDevice, checkTensor, empty, flat, fmt, numelOf, optionsArg } from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, optionsArg } from './check.js';
+import { broadcastShapes, broadcastStrides, numelOf } from './dims.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

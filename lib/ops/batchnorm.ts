@@ -10,7 +10,7 @@ import type { Tensor } from '../tensor.js';
 import { add, cast, mul, neg, rsqrt, sub } from './elementwise.js';
 import { mean, sum, variance } from './reduce.js';
 import { reshape } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, fmt, optionsArg } from './util.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt, optionsArg } from './check.js';
 
 const OP = 'batchNorm';
 

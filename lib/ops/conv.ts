@@ -7,7 +7,9 @@ import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
 import { contiguousFor, reshape } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt, optionsArg, show } from './util.js';
+import { empty } from './alloc.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt, optionsArg, show } from './check.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -4,7 +4,9 @@ import { native, type DeviceHandle } from '../native.js';
 import { nextRandom } from '../random.js';
 import { Storage, parseDevice, type Device } from '../storage.js';
 import { Tensor, type NestedArray } from '../tensor.js';
-import { checkShape, checkTensor, contiguousStrides, empty, fmt, MAX_CPU_ELEMENTS, numelOf, optionsArg } from './util.js';
+import { empty, MAX_CPU_ELEMENTS } from './alloc.js';
+import { checkTensor, fmt, optionsArg } from './check.js';
+import { checkShape, contiguousStrides, numelOf } from './dims.js';
 import { contiguous } from './shape.js';
 
 export interface CreateOptions { dtype?: DType; device?: Device; requiresGrad?: boolean }

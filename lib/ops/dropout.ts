@@ -7,7 +7,8 @@ import { isFloating } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { bernoulli } from './creation.js';
 import { cast, inplace, mul } from './elementwise.js';
-import { checkAlloc, checkTensor, fmt } from './util.js';
+import { checkAlloc } from './alloc.js';
+import { checkTensor, fmt } from './check.js';
 
 const OP = 'dropout';
 

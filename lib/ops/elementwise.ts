@@ -7,9 +7,12 @@ import { native } from '../native.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { checkScalarFor, full, readData } from './creation.js';
 import { sumToShape } from './reduce.js';
-import { argsBroadcast, argsHead, argsView, broadcastShapes, checkAlloc, checkSameDevice, checkTensor, empty, fmt, optionsArg, packBroadcastStrides, packDims, va } from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, optionsArg } from './check.js';
+import { broadcastShapes } from './dims.js';
+import { argsBroadcast, argsHead, argsView, packBroadcastStrides, packDims, va } from './native_args.js';
 
-// The addon also takes shapes and strides packed in Float64Arrays (packDims in util.ts).
+// The addon also takes shapes and strides packed in Float64Arrays (packDims in native_args.ts).
 type Dims = number[] | Float64Array;
 declare module '../native.js' {
   interface NativeAddon {
@@ -23,7 +26,7 @@ declare module '../native.js' {
       x: TypedArray, xOff: number, xSt: Dims, gy: TypedArray, gyOff: number, gySt: Dims, alpha: number): void;
     copy(shape: Dims, dst: TypedArray, dOff: number, dSt: Dims, src: TypedArray, sOff: number, sSt: Dims): void;
     fill(shape: Dims, out: TypedArray, oOff: number, oSt: Dims, value: number): void;
-    // the packed forms (shapes, strides, offsets and scalars in util.ts's ARGS)
+    // the packed forms (shapes, strides, offsets and scalars in native_args.ts's ARGS)
     binaryP(out: TypedArray, a: TypedArray, b: TypedArray): void;
     binaryScalarP(out: TypedArray, a: TypedArray): void;
     unaryP(out: TypedArray, x: TypedArray): void;

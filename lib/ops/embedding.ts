@@ -8,7 +8,9 @@ import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
 import { contiguous, contiguousFor } from './shape.js';
-import { checkSameDevice, checkTensor, empty, flat, fmt, optionsArg } from './util.js';
+import { empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, optionsArg } from './check.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -8,7 +8,10 @@ import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { copyInto, narrow, reshape } from './shape.js';
-import { checkSameDevice, checkTensor, empty, fmt, normDim, optionsArg, va } from './util.js';
+import { empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, optionsArg } from './check.js';
+import { normDim } from './dims.js';
+import { va } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

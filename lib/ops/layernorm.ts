@@ -11,7 +11,10 @@ import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { add, cast } from './elementwise.js';
 import { clone, contiguousFor, reshape } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt, numelOf } from './util.js';
+import { empty } from './alloc.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt } from './check.js';
+import { numelOf } from './dims.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -15,7 +15,9 @@ import { add, cast, mul, rsqrt, silu, sub } from './elementwise.js';
 import { tensor } from './creation.js';
 import { mean } from './reduce.js';
 import { cat, contiguous, narrow } from './shape.js';
-import { checkFloat, checkSameDevice, checkTensor, empty, flat, fmt } from './util.js';
+import { empty } from './alloc.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt } from './check.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

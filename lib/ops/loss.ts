@@ -11,7 +11,10 @@ import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import { cast, div, mul, sub } from './elementwise.js';
 import { mean, sum, sumToShape } from './reduce.js';
 import { contiguous, contiguousFor, expand } from './shape.js';
-import { broadcastShapes, checkSameDevice, checkTensor, empty, flat, fmt, numelOf, optionsArg, show } from './util.js';
+import { empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, optionsArg, show } from './check.js';
+import { broadcastShapes, numelOf } from './dims.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -9,7 +9,9 @@ import type { Tensor } from '../tensor.js';
 import { cast, copy_ } from './elementwise.js';
 import { sum, sumToShape } from './reduce.js';
 import { expand, reshape, transpose, unsqueeze, squeeze } from './shape.js';
-import { checkAlloc, checkFloat, checkSameDevice, checkTensor, empty, fmt, broadcastShapes } from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkFloat, checkSameDevice, checkTensor, fmt } from './check.js';
+import { broadcastShapes } from './dims.js';
 import { promoteTypes } from '../dtype.js';
 
 declare module '../native.js' {

@@ -7,7 +7,9 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { native } from '../native.js';
 import type { Tensor } from '../tensor.js';
 import { pair, prepare, release, toDType, type IntPair } from './conv.js';
-import { checkFloat, checkTensor, empty, flat, fmt, show } from './util.js';
+import { empty } from './alloc.js';
+import { checkFloat, checkTensor, fmt, show } from './check.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -7,7 +7,10 @@ import { native } from '../native.js';
 import type { Tensor, Dims } from '../tensor.js';
 import { cast, div, exp, log, mul, sub, add, eq, abs, pow, sqrt, where } from './elementwise.js';
 import { expand, permute, reshape, contiguous, contiguousFor } from './shape.js';
-import { checkAlloc, checkFloat, checkTensor, empty, flat, fmt, normDims, numelOf, optionsArg } from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkFloat, checkTensor, fmt, optionsArg } from './check.js';
+import { normDims, numelOf } from './dims.js';
+import { flat } from './native_args.js';
 import { moveTo } from './creation.js';
 
 declare module '../native.js' {

@@ -6,9 +6,10 @@ import { needsGrad, PartialGrad, record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
 import { zeros } from './creation.js';
 import { sumToShape } from './reduce.js';
-import {
-  broadcastStrides, checkAlloc, checkSameDevice, checkShape, checkTensor, contiguousStrides, empty, fmt, normDim, numelOf, show, va,
-} from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkSameDevice, checkTensor, fmt, show } from './check.js';
+import { broadcastStrides, checkShape, contiguousStrides, normDim, numelOf } from './dims.js';
+import { va } from './native_args.js';
 import { promoteTypes } from '../dtype.js';
 
 export { normDim };

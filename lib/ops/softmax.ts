@@ -10,7 +10,10 @@ import { fullPrecision, isAutocastEnabled } from '../autocast.js';
 import type { Tensor } from '../tensor.js';
 import { cast } from './elementwise.js';
 import { contiguous, contiguousFor } from './shape.js';
-import { checkAlloc, checkFloat, checkTensor, empty, flat, normDim, numelOf } from './util.js';
+import { checkAlloc, empty } from './alloc.js';
+import { checkFloat, checkTensor } from './check.js';
+import { normDim, numelOf } from './dims.js';
+import { flat } from './native_args.js';
 
 declare module '../native.js' {
   interface NativeAddon {

@@ -11,7 +11,8 @@ import { Tensor } from '../tensor.js';
 import { tensor } from '../ops/creation.js';
 import { clamp } from '../ops/elementwise.js';
 import { contiguous } from '../ops/shape.js';
-import { empty, fmt } from '../ops/util.js';
+import { empty } from '../ops/alloc.js';
+import { fmt } from '../ops/check.js';
 import './optimizer.js';
 
 declare module '../native.js' {

@@ -19,7 +19,7 @@ import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { cast } from '../ops/elementwise.js';
 import { contiguous } from '../ops/shape.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 
 declare module '../native.js' {
   interface NativeAddon {

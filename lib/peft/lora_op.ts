@@ -17,7 +17,8 @@ import { needsGrad, noGrad, record } from '../autograd.js';
 import { gemmInto } from '../ops/matmul.js';
 import { sum } from '../ops/reduce.js';
 import { clone, copyInto, narrow, reshape, transpose } from '../ops/shape.js';
-import { checkSameDevice, empty, fmt } from '../ops/util.js';
+import { empty } from '../ops/alloc.js';
+import { checkSameDevice, fmt } from '../ops/check.js';
 import type { Tensor } from '../tensor.js';
 
 export interface LoraOpPart { start: number; length: number; A: Tensor; B: Tensor }

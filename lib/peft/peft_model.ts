@@ -15,7 +15,7 @@ import path from 'node:path';
 import { noGrad } from '../autograd.js';
 import type { DType } from '../dtype.js';
 import { cast } from '../ops/elementwise.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 import { Tensor } from '../tensor.js';
 import type { Device } from '../storage.js';
 import { resolveCheckpointDir, writeDirAtomic } from '../io/atomic.js';

@@ -4,7 +4,7 @@
 // classification_report's text layout. A ratio with a zero denominator is 0
 // (zero_division=0). Arguments are (preds, labels), each an int tensor or a number array.
 import { Tensor } from '../tensor.js';
-import { fmt } from '../ops/util.js';
+import { fmt } from '../ops/check.js';
 
 export type ClassIds = Tensor | ArrayLike<number>;
 

@@ -1,5 +1,5 @@
 // The packed host path of elementwise ops (shapes, strides, offsets and scalars in the
-// argument block, lib/ops/util.ts ARGS; native binaryP/binaryScalarP/unaryP): it must
+// argument block, lib/ops/native_args.ts ARGS; native binaryP/binaryScalarP/unaryP): it must
 // give what the argument-list entries (native.binary, binaryScalar, unary) give on the
 // same views, for contiguous, broadcast, transposed, sliced, 0-d and empty operands of
 // every dtype; and bad blocks are Errors naming the op, never crashes.
@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import * as ng from '../../lib/index.js';
 import { native } from '../../lib/native.js';
 import { Bin, Un } from '../../lib/ops/elementwise.js';
-import { ARGS, broadcastShapes, broadcastStrides, contiguousStrides } from '../../lib/ops/util.js';
+import { broadcastShapes, broadcastStrides, contiguousStrides } from '../../lib/ops/dims.js';
+import { ARGS } from '../../lib/ops/native_args.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { lcg } from '../helpers.js';
 

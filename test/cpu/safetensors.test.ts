@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Tensor } from '../../lib/tensor.js';
 import * as ng from '../../lib/ops/creation.js';
 import { Storage } from '../../lib/storage.js';
-import { contiguousStrides } from '../../lib/ops/util.js';
+import { contiguousStrides } from '../../lib/ops/dims.js';
 import {
   f32ToBf16, f32ToF16, loadSafetensors, openSafetensors, parseSafetensors, safetensorsWriter, saveSafetensors,
   serializeSafetensors,
