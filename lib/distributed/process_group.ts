@@ -6,6 +6,7 @@ import { native, type DistGroupHandle } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { Storage, cudaDeviceCount, cudaIndex } from '../storage.js';
 import type { DType } from '../dtype.js';
+import { contiguousStrides } from '../ops/dims.js';
 
 export type Backend = 'gloo' | 'nccl';
 export type ReduceOp = 'sum' | 'avg' | 'max';
@@ -211,7 +212,7 @@ export async function allGather(t: Tensor): Promise<Tensor[]> {
   const n = t.numel;
   const out = new Storage(t.device, t.dtype, n * g.worldSize, undefined, false);
   const parts: Tensor[] = [];
-  for (let r = 0; r < g.worldSize; r++) parts.push(new Tensor(out, t.shape, contiguous(t.shape), r * n));
+  for (let r = 0; r < g.worldSize; r++) parts.push(new Tensor(out, t.shape, contiguousStrides(t.shape), r * n));
   await holding([t.storage, out], native.distAllGather!(g.handle, t.storage.data, t.offset, n, out.data, 0), null);
   return parts;
 }
@@ -231,7 +232,7 @@ export async function reduceScatter(t: Tensor, opts: { op?: ReduceOp } = {}): Pr
   const shape = [d0 / g.worldSize, ...t.shape.slice(1)];
   const per = t.numel / g.worldSize;
   const out = new Storage(t.device, t.dtype, per, undefined, false);
-  const res = new Tensor(out, shape, contiguous(shape), 0);
+  const res = new Tensor(out, shape, contiguousStrides(shape), 0);
   await holding([t.storage, out], native.distReduceScatter!(g.handle, t.storage.data, t.offset, t.numel, out.data, 0, code), null);
   return res;
 }
@@ -247,16 +248,6 @@ export async function destroyProcessGroup(): Promise<void> {
   if (!g) return;
   current = null;
   await native.distDestroy!(g.handle);
-}
-
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = s;
-    s *= shape[i];
-  }
-  return st;
 }
 
 /** @internal All-reduces the first n elements of a CPU typed array (DDP's flat buckets). */
