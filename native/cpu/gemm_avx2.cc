@@ -12,8 +12,6 @@
 
 #include <algorithm>
 #include <utility>
-// Prefetch distance of the micro-kernel, in k steps of the packed panels.
-constexpr int kPrefetchK = 16;
 
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
@@ -21,6 +19,9 @@ constexpr int kPrefetchK = 16;
 namespace ng {
 namespace detail {
 namespace {
+
+// Prefetch distance of the micro-kernel, in k steps of the packed panels.
+constexpr int kPrefetchK = 16;
 
 struct F32x8 {
   using T = float;
@@ -207,9 +208,9 @@ void pack_b_cols_f32(const float* b, int64_t ldb, int64_t kc, float* dst) {
 
 // C[m <= 4, n] = alpha * A @ B + beta * C with B row-major (row stride ldb) and C
 // row-major: C rows stay in L1 in column chunks while B streams through once, four rows
-// of B per pass over the chunk (four sequential streams). The chunk holds 16 KB of C
-// (4096 columns for one row): each pass then reads 16 KB runs of B rows, so a run spans
-// whole pages rather than starting a new one every 4 KB. The prefetch asks for the same
+// of B per pass over the chunk (four sequential streams). The chunk holds up to 16 KB of C
+// (4096 columns for one row, 2048 for two, 1024 for three or four): for a GEMV each pass
+// then reads 16 KB runs of B rows, whole pages rather than a new page every 4 KB. The prefetch asks for the same
 // columns of the next four B rows, the data the next pass reads; prefetching further
 // along the same rows ran past the chunk into lines used only K rows later, which halved
 // the GEMV bandwidth ([1,2048] @ [2048,8192]: ~20 -> ~40 GB/s on two Zen 5 cores).

@@ -3,9 +3,8 @@
 // so a full pool keeps taking the sizes in use now; the bound holds; small buffers are
 // capped per size; emptyCpuPool() clears it. The limit is set to 1 MB for this file.
 // (Buffers are compared by identity with ===: toBe would diff their contents on failure.)
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { libModule, runModule } from '../child.js';
 
 process.env.NODEGRAD_CPU_POOL_MB = '1';
 type StorageModule = typeof import('../../lib/storage.js');
@@ -104,10 +103,8 @@ describe('the default CPU pool bound', () => {
   // Without NODEGRAD_CPU_POOL_MB the bound is the larger of 256 MB and the peak of live CPU
   // tensor bytes: a step whose tensors peak at 320 MB gets all its buffers back next time.
   // With the variable set, its value is the bound.
-  const loader = fileURLToPath(new URL('../../scripts/ts-loader.mjs', import.meta.url));
-  const storage = new URL('../../lib/storage.ts', import.meta.url).href;
   const run = (env: Record<string, string | undefined>) => {
-    const src = `import * as st from ${JSON.stringify(storage)};
+    const src = `import * as st from ${JSON.stringify(libModule('storage.ts'))};
       const n = 16 * 1024 * 1024; // 64 MB of float32
       const step = () => { const ss = Array.from({ length: 5 }, () => { const s = new st.Storage('cpu', 'float32', n); s.retain(); return s; });
         const bufs = ss.map((s) => s.data); ss.forEach((s) => s.release()); return bufs; };
@@ -117,9 +114,9 @@ describe('the default CPU pool bound', () => {
       console.log(JSON.stringify({ pooledMB, reused: second.filter((b) => first.includes(b)).length }));`;
     const e = { ...process.env, ...env };
     if (env.NODEGRAD_CPU_POOL_MB === undefined) delete e.NODEGRAD_CPU_POOL_MB;
-    const r = spawnSync(process.execPath, ['--import', loader, '--input-type=module', '-e', src], { encoding: 'utf8', env: e });
+    const r = runModule<{ pooledMB: number; reused: number }>(src, { env: e });
     expect(r.stderr).toBe('');
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { pooledMB: number; reused: number };
+    return r.out;
   };
   it('follows the peak of live tensor bytes past 256 MB', () => {
     expect(run({ NODEGRAD_CPU_POOL_MB: undefined })).toEqual({ pooledMB: 320, reused: 5 });

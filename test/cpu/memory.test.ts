@@ -2,11 +2,9 @@
 // scoped training loop whose tensor count and process memory must stay flat.
 import { describe, expect, it } from 'vitest';
 import * as ng from '../../lib/index.js';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { scopeDepth } from '../../lib/memory.js';
+import { libModule, runModule } from '../child.js';
 
-const loader = fileURLToPath(new URL('../../scripts/ts-loader.mjs', import.meta.url));
 const live = (): number => ng.memory().numTensors;
 const bytes = (): number => ng.memory().numBytes;
 
@@ -238,16 +236,15 @@ describe('the garbage-collector backstop', () => {
   });
 
   it('frees tensors nobody disposed once they are collected', () => {
-    const lib = new URL('../../lib/index.ts', import.meta.url).href;
-    const src = `import * as ng from ${JSON.stringify(lib)};
+    const src = `import * as ng from ${JSON.stringify(libModule('index.ts'))};
       const t0 = ng.memory().numTensors;
       for (let i = 0; i < 5000; i++) ng.add(ng.ones([4]), 1);
       await new Promise((r) => setTimeout(r, 0));
       for (let i = 0; i < 5 && ng.memory().numTensors > t0; i++) { gc(); await new Promise((r) => setTimeout(r, 20)); }
       console.log(JSON.stringify({ before: t0, after: ng.memory().numTensors }));`;
-    const r = spawnSync(process.execPath, ['--expose-gc', '--import', loader, '--input-type=module', '-e', src], { encoding: 'utf8' });
+    const r = runModule<{ before: number; after: number }>(src, { nodeArgs: ['--expose-gc'] });
     expect(r.stderr).toBe('');
-    const { before, after } = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const { before, after } = r.out!;
     expect(after).toBe(before);
   }, 60_000);
 
@@ -256,8 +253,7 @@ describe('the garbage-collector backstop', () => {
     // the pool's bound (256 MB) of leaked buffers for reuse, and the rest are collected with
     // their tensors. 3000 leaked 256 KB results are 750 MB; a view kept of one leaked
     // result keeps its values; after a yield the counts and bytes return to the baseline.
-    const lib = new URL('../../lib/index.ts', import.meta.url).href;
-    const src = `import * as ng from ${JSON.stringify(lib)};
+    const src = `import * as ng from ${JSON.stringify(libModule('index.ts'))};
       const x = ng.ones([65536]);
       const m0 = ng.memory();
       const leak = () => {
@@ -279,9 +275,9 @@ describe('the garbage-collector backstop', () => {
       const m1 = ng.memory();
       console.log(JSON.stringify({ held, viewValues, t0: m0.numTensors, b0: m0.numBytes, tView: withView.numTensors,
         bView: withView.numBytes, t1: m1.numTensors, b1: m1.numBytes }));`;
-    const r = spawnSync(process.execPath, ['--expose-gc', '--import', loader, '--input-type=module', '-e', src], { encoding: 'utf8' });
+    const r = runModule<Record<string, number> & { viewValues: number[] }>(src, { nodeArgs: ['--expose-gc'] });
     expect(r.stderr).toBe('');
-    const o = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const o = r.out!;
     expect(o.held).toBeLessThan(500);
     expect(o.viewValues).toEqual([1235, 1235]);
     expect(o.tView).toBe(o.t0 + 1);
